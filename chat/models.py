@@ -1,0 +1,124 @@
+"""Sessions and their messages."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from supportbot.ids import new_message_id, new_session_id
+
+
+def default_expiry() -> datetime:
+    return timezone.now() + timedelta(hours=settings.SESSION_TTL_HOURS)
+
+
+class ChatSession(models.Model):
+    """One conversation. Knowing its id is what grants access to it (API.md "Access")."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        IDLE = "idle"
+        ENDED = "ended"
+
+    id = models.CharField(primary_key=True, max_length=72, default=new_session_id, editable=False)
+    user_id = models.CharField(max_length=128, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_activity = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(default=default_expiry)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    summary = models.TextField(blank=True, default="")
+    # Every message with seq <= this is folded into ``summary``; later ones are sent verbatim.
+    summarized_through_seq = models.PositiveIntegerField(default=0)
+    active_topics = models.JSONField(default=list, blank=True)
+    resolved_issues = models.JSONField(default=list, blank=True)
+    last_seq = models.PositiveIntegerField(default=0)
+    message_count = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveIntegerField(default=0)
+    # Turn lease: one turn at a time per session, across processes, on either database.
+    turn_token = models.CharField(max_length=32, blank=True, default="")
+    turn_lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_activity"]
+        indexes = [
+            models.Index(fields=["status", "last_activity"], name="chat_session_status_idx"),
+            models.Index(fields=["expires_at"], name="chat_session_expiry_idx"),
+            models.Index(fields=["user_id"], name="chat_session_user_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.id
+
+    def current_status(self, now: datetime | None = None) -> str:
+        """active, idle (quiet for SESSION_IDLE_MINUTES) or ended."""
+        if self.status == self.Status.ENDED:
+            return self.Status.ENDED
+        now = now or timezone.now()
+        if now - self.last_activity > timedelta(minutes=settings.SESSION_IDLE_MINUTES):
+            return self.Status.IDLE
+        return self.Status.ACTIVE
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return self.status != self.Status.ENDED and (now or timezone.now()) >= self.expires_at
+
+
+class Message(models.Model):
+    """One message of a session, numbered by a per-session, gap-free ``seq``."""
+
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+        STAFF = "staff"
+        SYSTEM = "system"
+        TOOL = "tool"
+
+    class Status(models.TextChoices):
+        COMPLETE = "complete"  # assistant/staff/system: delivered whole
+        PENDING = "pending"  # user: stored, its turn is running
+        ANSWERED = "answered"  # user: an assistant reply exists
+        UNANSWERED = "unanswered"  # user: every model failed; kept, the client was told
+        INCOMPLETE = "incomplete"  # assistant: the stream was cut; the partial text is kept
+
+    id = models.CharField(primary_key=True, max_length=40, default=new_message_id, editable=False)
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="messages")
+    seq = models.PositiveIntegerField()
+    role = models.CharField(max_length=10, choices=Role.choices)
+    # Exactly what was typed: escaping is the renderer's job, never the store's.
+    content = models.TextField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.COMPLETE)
+    request_id = models.CharField(max_length=128, null=True, blank=True)
+    reply_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
+    )
+    tool_calls = models.JSONField(default=list, blank=True)
+    model = models.CharField(max_length=128, blank=True, default="")
+    fallback_used = models.BooleanField(default=False)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveIntegerField(default=0)
+    processing_ms = models.PositiveIntegerField(null=True, blank=True)
+    error_code = models.CharField(max_length=40, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["session", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "seq"], name="chat_message_seq_unique"),
+            models.UniqueConstraint(
+                fields=["session", "request_id"],
+                condition=Q(request_id__isnull=False),
+                name="chat_message_request_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session_id}#{self.seq} {self.role}"

@@ -1,0 +1,92 @@
+"""The REST API (django-ninja): routers from each app, and API.md's one error shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import HttpError, ValidationError
+
+from chat.api import router as chat_router
+from ops.api import router as ops_router
+from supportbot.errors import ApiError
+from supportbot.middleware import json_error
+from tools.api import router as tools_router
+
+log = structlog.get_logger("supportbot.api")
+
+api = NinjaAPI(
+    title="supportbot",
+    version="1",
+    description="REST API of supportbot; the wire contract is API.md.",
+    urls_namespace="api",
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+)
+api.add_router("", chat_router)
+api.add_router("", tools_router)
+api.add_router("", ops_router)
+
+
+def describe_validation_errors(errors: list[dict[str, Any]]) -> ApiError:
+    """Map pydantic/ninja errors onto MISSING_REQUIRED_FIELD / INVALID_FIELD_VALUE / format."""
+    fields = []
+    missing = False
+    for err in errors:
+        loc = [str(part) for part in err.get("loc", ()) if part not in ("body", "payload", "query")]
+        kind = str(err.get("type", ""))
+        if kind == "json_invalid":
+            return ApiError("INVALID_REQUEST_FORMAT", "The body is not valid JSON.")
+        if not loc and kind.endswith("_type"):
+            return ApiError("INVALID_REQUEST_FORMAT", "The body must be a JSON object.")
+        missing = missing or kind == "missing"
+        fields.append({"field": ".".join(loc) or "body", "problem": str(err.get("msg", kind))})
+    names = ", ".join(f["field"] for f in fields)
+    if missing:
+        return ApiError(
+            "MISSING_REQUIRED_FIELD", f"Missing or invalid field(s): {names}.", details={"fields": fields}
+        )
+    return ApiError("INVALID_FIELD_VALUE", f"Invalid field(s): {names}.", details={"fields": fields})
+
+
+@api.exception_handler(ApiError)
+def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
+    return json_error(request, exc)
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    return json_error(request, describe_validation_errors(exc.errors))
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if exc.status_code == 400:
+        return json_error(request, ApiError("INVALID_REQUEST_FORMAT", "The body is not valid JSON."))
+    code = {401: "ACCESS_DENIED", 403: "ACCESS_DENIED", 404: "NOT_FOUND", 429: "RATE_LIMIT_EXCEEDED"}
+    return json_error(
+        request,
+        ApiError(code.get(exc.status_code, "INTERNAL_ERROR"), str(exc), status=exc.status_code),
+    )
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return json_error(request, ApiError("NOT_FOUND", "No such resource."))
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    return json_error(
+        request,
+        ApiError("MESSAGE_TOO_LONG", "The request body is larger than 64 KiB.", status=413),
+    )
+
+
+@api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    log.exception("unhandled_exception", path=request.path)
+    return json_error(request, ApiError("INTERNAL_ERROR", "Something went wrong on our side."))

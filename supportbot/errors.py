@@ -1,0 +1,91 @@
+"""The one error shape of API.md, shared by REST responses and WebSocket ``error`` frames."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+# HTTP status per error code (API.md: 400 validation, 401/403 access, 404 missing,
+# 409 conflict, 413 too large, 429 limits, 503 model down). NOT_FOUND and METHOD_NOT_ALLOWED are
+# additions for unknown routes and wrong methods, which API.md's list has no code for; a few
+# codes take another status where the situation says so (an ended session is a 409 conflict, a
+# body over 64 KiB a 413), passed explicitly by the raiser.
+STATUS_BY_CODE: dict[str, int] = {
+    "INVALID_SESSION": 400,
+    "SESSION_NOT_FOUND": 404,
+    "NOT_FOUND": 404,
+    "METHOD_NOT_ALLOWED": 405,
+    "ACCESS_DENIED": 403,
+    "RATE_LIMIT_EXCEEDED": 429,
+    "TOKEN_LIMIT_EXCEEDED": 429,
+    "CONCURRENT_LIMIT_EXCEEDED": 429,
+    "INVALID_REQUEST_FORMAT": 400,
+    "MISSING_REQUIRED_FIELD": 400,
+    "INVALID_FIELD_VALUE": 400,
+    "MESSAGE_TOO_LONG": 400,
+    "CONTENT_BLOCKED": 400,
+    "AI_SERVICE_UNAVAILABLE": 503,
+    "TOOL_EXECUTION_FAILED": 502,
+    "WORKFLOW_EXECUTION_FAILED": 500,
+    "STORAGE_ERROR": 500,
+    "INTERNAL_ERROR": 500,
+    "SERVICE_DEGRADED": 503,
+}
+
+RETRYABLE_CODES = frozenset(
+    {
+        "RATE_LIMIT_EXCEEDED",
+        "TOKEN_LIMIT_EXCEEDED",
+        "CONCURRENT_LIMIT_EXCEEDED",
+        "AI_SERVICE_UNAVAILABLE",
+        "SERVICE_DEGRADED",
+        "STORAGE_ERROR",
+        "INTERNAL_ERROR",
+    }
+)
+
+
+class ApiError(Exception):
+    """A failure a client should see: a stable code, a human message, optional details."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        status: int | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+        self.status = status or STATUS_BY_CODE.get(code, 400)
+        self.retry_after = retry_after
+
+    def payload(self) -> dict[str, Any]:
+        """The inner ``error`` object (also a WebSocket ``error`` frame's ``data``)."""
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        body["retryable"] = self.code in RETRYABLE_CODES
+        if self.retry_after is not None:
+            body["retryAfter"] = self.retry_after
+        return body
+
+
+def now_ms() -> int:
+    """Epoch milliseconds, the wire's time unit."""
+    return int(time.time() * 1000)
+
+
+def error_body(error: ApiError, *, request_id: str, path: str, method: str) -> dict[str, Any]:
+    """The full HTTP error document of API.md."""
+    return {
+        "error": error.payload(),
+        "requestId": request_id,
+        "timestamp": now_ms(),
+        "path": path,
+        "method": method,
+    }

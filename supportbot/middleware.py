@@ -1,0 +1,188 @@
+"""Request context (request id, structured access log) and the one error shape for HTTP."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from supportbot.errors import ApiError, error_body
+from supportbot.ids import CLIENT_REQUEST_ID_RE, new_request_id
+
+log = structlog.get_logger("supportbot.access")
+
+# Django's own pages (admin, static files) keep their HTML; everything else speaks JSON.
+_HTML_PREFIXES = ("/admin/", "/static/")
+_CODE_BY_STATUS = {
+    400: "INVALID_REQUEST_FORMAT",
+    401: "ACCESS_DENIED",
+    403: "ACCESS_DENIED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "MESSAGE_TOO_LONG",
+    429: "RATE_LIMIT_EXCEEDED",
+    503: "SERVICE_DEGRADED",
+}
+_MESSAGE_BY_STATUS = {
+    400: "The request is malformed.",
+    401: "Authentication is required.",
+    403: "Access to this resource is denied.",
+    404: "No such resource.",
+    405: "This method is not allowed on this resource.",
+    413: "The request body is larger than 64 KiB.",
+}
+
+
+def client_ip(request: HttpRequest) -> str:
+    """The client address: REMOTE_ADDR, or X-Forwarded-For when the peer is a trusted proxy."""
+    remote = request.META.get("REMOTE_ADDR", "") or ""
+    if remote in settings.TRUSTED_PROXIES:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        # Walk from the nearest hop back, skipping our own proxies.
+        for hop in reversed(hops):
+            if hop not in settings.TRUSTED_PROXIES:
+                return hop
+    return remote
+
+
+def json_error(request: HttpRequest, error: ApiError) -> JsonResponse:
+    """Render ``error`` in the shape of API.md."""
+    body = error_body(
+        error,
+        request_id=getattr(request, "request_id", "") or new_request_id(),
+        path=request.path,
+        method=request.method or "GET",
+    )
+    response = JsonResponse(body, status=error.status)
+    if error.retry_after is not None:
+        response["Retry-After"] = str(error.retry_after)
+    return response
+
+
+class _AsyncCapable:
+    """Base for middleware usable on both the sync and async paths without a thread hop."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        early = self.before(request)
+        response = early if early is not None else self.get_response(request)
+        return self.after(request, response)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        early = self.before(request)
+        if early is not None:
+            return self.after(request, early)
+        response = await self.get_response(request)
+        return self.after(request, response)
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        return response
+
+
+class RequestContextMiddleware(_AsyncCapable):
+    """Give every request an id (the client's X-Request-ID when sane) and log it when done."""
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        supplied = request.headers.get("X-Request-ID", "")
+        request.request_id = (  # type: ignore[attr-defined]
+            supplied if CLIENT_REQUEST_ID_RE.match(supplied) else new_request_id()
+        )
+        request.started_at = time.perf_counter()  # type: ignore[attr-defined]
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request.request_id)  # type: ignore[attr-defined]
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        response["X-Request-ID"] = request.request_id  # type: ignore[attr-defined]
+        latency_ms = (time.perf_counter() - request.started_at) * 1000  # type: ignore[attr-defined]
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            latency_ms=round(latency_ms, 2),
+            session_id=getattr(request, "log_session_id", None),
+            client_ip=client_ip(request),
+        )
+        return response
+
+
+class ErrorShapeMiddleware(_AsyncCapable):
+    """Refuse oversized bodies and turn every non-JSON error outside the admin into API.md's shape."""
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return json_error(
+                request, ApiError("INVALID_REQUEST_FORMAT", "Content-Length is not a number.")
+            )
+        if length > settings.MAX_BODY_BYTES:
+            return json_error(request, _too_large())
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if response.status_code < 400 or request.path.startswith(_HTML_PREFIXES):
+            return response
+        if response.get("Content-Type", "").startswith("application/json"):
+            return response
+        status = response.status_code
+        code = _CODE_BY_STATUS.get(status, "INTERNAL_ERROR" if status >= 500 else "INVALID_REQUEST_FORMAT")
+        message = _MESSAGE_BY_STATUS.get(status, "The request could not be completed.")
+        converted = json_error(request, ApiError(code, message, status=status))
+        if "Allow" in response:
+            converted["Allow"] = response["Allow"]
+        return converted
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, ApiError):
+            return json_error(request, exception)
+        if isinstance(exception, RequestDataTooBig):
+            return json_error(request, _too_large())
+        if request.path.startswith(_HTML_PREFIXES):
+            return None
+        log.exception("unhandled_exception", path=request.path)
+        return json_error(
+            request, ApiError("INTERNAL_ERROR", "Something went wrong on our side.", status=500)
+        )
+
+
+def _too_large() -> ApiError:
+    return ApiError(
+        "MESSAGE_TOO_LONG",
+        "The request body is larger than 64 KiB.",
+        details={"maxBytes": settings.MAX_BODY_BYTES},
+        status=413,
+    )
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """Decode a request body that must be one JSON object."""
+    try:
+        value = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError("INVALID_REQUEST_FORMAT", "The body is not valid JSON.") from exc
+    if not isinstance(value, dict):
+        raise ApiError("INVALID_REQUEST_FORMAT", "The body must be a JSON object.")
+    return value

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import path
+
+from chat.views import chat_page
+from ops.views import health
+from supportbot.api import api
+
+urlpatterns = [
+    path("", chat_page, name="chat-page"),
+    path("health", health, name="health"),
+    path("api/", api.urls),
+    path("admin/", admin.site.urls),
+]
