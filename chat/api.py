@@ -1,5 +1,155 @@
+"""REST transport for sessions and chat turns (API.md "REST"). Thin: parse, call, render."""
+
 from __future__ import annotations
 
-from ninja import Router
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from ninja import Field, Query, Router, Schema
+
+from chat.pipeline import TokenDelta, TurnDone, TurnEvent, TurnFailed, UserMessageStored, run_turn
+from chat.sessions import ms, session_create, session_end, session_get, session_wire
+from supportbot.errors import ApiError, error_body, now_ms
+from supportbot.ids import CLIENT_REQUEST_ID_RE
+from supportbot.middleware import client_ip, json_error, parse_json_object
 
 router = Router(tags=["chat"])
+
+
+class SessionCreateIn(Schema):
+    userId: str | None = Field(None, max_length=128)
+    metadata: dict[str, Any] | None = None
+
+
+class ChatIn(Schema):
+    message: str
+    sessionId: str
+    requestId: str | None = Field(None, min_length=1, max_length=128)
+    metadata: dict[str, Any] | None = None
+
+
+class SessionQuery(Schema):
+    limit: int = Field(20, ge=1, le=100)
+    offset: int = Field(0, ge=0)
+    include_summary: bool = True
+
+
+def _configuration() -> dict[str, Any]:
+    return {"voiceEnabled": False, "toolsEnabled": False, "maxTokens": settings.LLM_MAX_TOKENS}
+
+
+@router.post(
+    "/session",
+    response={201: dict},
+    summary="Create a session",
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": SessionCreateIn.model_json_schema()}},
+        }
+    },
+)
+async def create_session(request: HttpRequest) -> tuple[int, dict[str, Any]]:
+    # The body is optional (an empty POST opens an anonymous session), so it is parsed here.
+    raw = parse_json_object(request.body) if request.body.strip() else {}
+    payload = SessionCreateIn.model_validate(raw)
+    session = await sync_to_async(session_create)(
+        user_id=payload.userId, metadata=payload.metadata
+    )
+    request.log_session_id = session.id  # type: ignore[attr-defined]
+    return 201, {
+        "sessionId": session.id,
+        "createdAt": ms(session.created_at),
+        "expiresAt": ms(session.expires_at),
+        "status": "active",
+        "configuration": _configuration(),
+    }
+
+
+@router.get("/session/{session_id}", response=dict, summary="A session and its recent messages")
+async def get_session(
+    request: HttpRequest, session_id: str, query: Query[SessionQuery]
+) -> dict[str, Any]:
+    session = await sync_to_async(session_get)(session_id=session_id)
+    return await sync_to_async(session_wire)(
+        session, limit=query.limit, offset=query.offset, include_summary=query.include_summary
+    )
+
+
+@router.delete("/session/{session_id}", response=dict, summary="End a session")
+async def delete_session(request: HttpRequest, session_id: str) -> dict[str, Any]:
+    session = await sync_to_async(session_end)(session_id=session_id)
+    assert session.ended_at is not None
+    return {
+        "sessionId": session.id,
+        "status": "ended",
+        "endedAt": ms(session.ended_at),
+        "summary": session.summary,
+        "messageCount": session.message_count,
+        "duration": int((session.ended_at - session.created_at).total_seconds() * 1000),
+    }
+
+
+@router.post("/chat", response=dict, summary="Send a message; JSON or Server-Sent Events")
+async def chat(request: HttpRequest, payload: ChatIn) -> HttpResponse:
+    if payload.requestId is not None and not CLIENT_REQUEST_ID_RE.match(payload.requestId):
+        raise ApiError(
+            "INVALID_FIELD_VALUE",
+            "requestId may hold letters, digits and _.:- only.",
+            details={"field": "requestId"},
+        )
+    request.log_session_id = payload.sessionId  # type: ignore[attr-defined]
+    events = run_turn(
+        session_id=payload.sessionId,
+        content=payload.message,
+        request_id=payload.requestId,
+        metadata=payload.metadata,
+        client_ip=client_ip(request),
+    )
+    # The first event is the stored user message; refusals raise before it, as plain errors.
+    first = await anext(events)
+    if "text/event-stream" in request.headers.get("Accept", ""):
+        response = StreamingHttpResponse(
+            _sse(request, first, events), content_type="text/event-stream; charset=utf-8"
+        )
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        return response
+    async for event in events:
+        if isinstance(event, TurnDone):
+            return JsonResponse(event.rest_body())
+        if isinstance(event, TurnFailed):
+            return json_error(request, event.error)
+    raise ApiError("INTERNAL_ERROR", "The turn ended without an answer.")
+
+
+def _frame(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+async def _sse(
+    request: HttpRequest, first: TurnEvent, events: AsyncIterator[TurnEvent]
+) -> AsyncIterator[bytes]:
+    """SSE frames: message_received, ai_token*, then ai_response or error (WebSocket names)."""
+    if isinstance(first, UserMessageStored):
+        yield _frame(
+            "message_received",
+            {"messageId": first.message_id, "seq": first.seq, "requestId": first.request_id},
+        )
+    async for event in events:
+        if isinstance(event, TokenDelta):
+            yield _frame("ai_token", {"messageId": event.message_id, "delta": event.delta})
+        elif isinstance(event, TurnDone):
+            yield _frame("ai_response", event.rest_body())
+        elif isinstance(event, TurnFailed):
+            body = error_body(
+                event.error,
+                request_id=getattr(request, "request_id", ""),
+                path=request.path,
+                method=request.method or "POST",
+            )
+            yield _frame("error", {"type": "error", "data": body["error"], "timestamp": now_ms()})

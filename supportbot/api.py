@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pydantic
 import structlog
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
@@ -60,6 +61,11 @@ def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
 @api.exception_handler(ValidationError)
 def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
     return json_error(request, describe_validation_errors(exc.errors))
+
+
+@api.exception_handler(pydantic.ValidationError)
+def _pydantic_error(request: HttpRequest, exc: pydantic.ValidationError) -> HttpResponse:
+    return json_error(request, describe_validation_errors(list(exc.errors())))
 
 
 @api.exception_handler(HttpError)

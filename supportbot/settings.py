@@ -291,6 +291,8 @@ LLM_RETRY_MAX_DELAY = env_float("LLM_RETRY_MAX_DELAY", 8.0)
 LLM_BREAKER_THRESHOLD = env_int("LLM_BREAKER_THRESHOLD", 5, minimum=1)
 LLM_BREAKER_RESET_SECONDS = env_float("LLM_BREAKER_RESET_SECONDS", 30.0)
 EMBEDDINGS_MODEL = env_str("EMBEDDINGS_MODEL")
+# The offline assistant ends the chain unless operators prefer an error when models are down.
+OFFLINE_FALLBACK = env_bool("OFFLINE_FALLBACK", True)
 
 MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 4000, minimum=1)
 SESSION_TTL_HOURS = env_float("SESSION_TTL_HOURS", 24.0, minimum=0.01)

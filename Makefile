@@ -1,0 +1,59 @@
+# supportbot — the two set-up commands are `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Django 6 needs Python 3.12 or newer: take the first one found (PATH, then pyenv's builds).
+PYTHON ?= $(shell for p in python3.13 python3.12 $$HOME/.pyenv/versions/3.13*/bin/python3 \
+	$$HOME/.pyenv/versions/3.12*/bin/python3 /usr/local/bin/python3 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' \
+	>/dev/null 2>&1 && { command -v $$p; break; }; done)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: help install run worker test bench lint format
+
+help:
+	@echo "make run    start supportbot on http://$(HOST):$(PORT) (embedded default: no servers needed)"
+	@echo "make test   run the whole test suite"
+	@echo "make bench  run the benchmarks under bench/"
+	@echo "make lint   ruff and mypy"
+
+$(STAMP): pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then echo "supportbot needs Python 3.12 or newer (Django 6); none found" >&2; exit 1; fi
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	@$(PY) manage.py migrate --noinput
+	@$(PY) manage.py loadkb
+	@$(PY) manage.py ensure_admin
+	@echo "supportbot: http://$(HOST):$(PORT)/  API docs: http://$(HOST):$(PORT)/api/docs"
+	@trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	$(VENV)/bin/celery -A supportbot worker --loglevel=WARNING --pool=threads --concurrency=4 & \
+	worker=$$!; \
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) supportbot.asgi:application
+
+worker: $(STAMP)
+	$(VENV)/bin/celery -A supportbot worker --loglevel=INFO --pool=threads --concurrency=4
+
+test: $(STAMP)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .

@@ -1,0 +1,22 @@
+"""`make bench`: every benchmark under bench/, one after the other."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHES = ["bench.rest_bench", "bench.search_bench"]
+
+
+def main() -> int:
+    failed = 0
+    for module in BENCHES:
+        print(f"\n== {module}", flush=True)
+        failed |= subprocess.run([sys.executable, "-m", module], cwd=ROOT).returncode
+    return failed
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Session services: create, look up, end, and render sessions and messages for the wire."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from chat.guards.validation import unstorable
+from chat.models import ChatSession, Message
+from supportbot.errors import ApiError
+from supportbot.ids import is_session_id
+
+MAX_METADATA_BYTES = 8 * 1024
+
+
+def ms(value: datetime | None) -> int | None:
+    """Epoch milliseconds of an aware datetime (the wire's time unit)."""
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+def validate_metadata(metadata: Any, *, field: str = "metadata") -> dict[str, Any]:
+    """Metadata is a small JSON object of storable values."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise ApiError("INVALID_FIELD_VALUE", f"{field} must be an object.", details={"field": field})
+    problem = unstorable(metadata)
+    if problem:
+        raise ApiError("INVALID_FIELD_VALUE", f"{field} {problem}.", details={"field": field})
+    if len(json.dumps(metadata, ensure_ascii=False).encode()) > MAX_METADATA_BYTES:
+        raise ApiError(
+            "INVALID_FIELD_VALUE",
+            f"{field} is larger than {MAX_METADATA_BYTES} bytes.",
+            details={"field": field, "maxBytes": MAX_METADATA_BYTES},
+        )
+    return metadata
+
+
+def session_create(*, user_id: str | None = None, metadata: Any = None) -> ChatSession:
+    """Open a new session with a fresh, unguessable id."""
+    user_id = user_id or ""
+    problem = unstorable(user_id)
+    if problem or len(user_id) > 128:
+        raise ApiError(
+            "INVALID_FIELD_VALUE",
+            f"userId {problem or 'is longer than 128 characters'}.",
+            details={"field": "userId"},
+        )
+    return ChatSession.objects.create(user_id=user_id, metadata=validate_metadata(metadata))
+
+
+def session_get(*, session_id: Any, allow_ended: bool = True) -> ChatSession:
+    """The live session with this id; malformed, unknown and expired ids are refused."""
+    if not is_session_id(session_id):
+        raise ApiError(
+            "INVALID_SESSION", "The session id is malformed.", details={"field": "sessionId"}
+        )
+    session = ChatSession.objects.filter(pk=session_id).first()
+    if session is None or session.is_expired():
+        raise ApiError("SESSION_NOT_FOUND", "No such session, or it has expired.")
+    if not allow_ended and session.status == ChatSession.Status.ENDED:
+        raise ApiError("INVALID_SESSION", "This session has ended.", status=409)
+    return session
+
+
+def session_end(*, session_id: str) -> ChatSession:
+    """End a session (409 when it already ended)."""
+    with transaction.atomic():
+        session = session_get(session_id=session_id)
+        session = ChatSession.objects.select_for_update().get(pk=session.pk)
+        if session.status == ChatSession.Status.ENDED:
+            raise ApiError("INVALID_SESSION", "This session has already ended.", status=409)
+        now = timezone.now()
+        session.status = ChatSession.Status.ENDED
+        session.ended_at = now
+        session.save(update_fields=["status", "ended_at"])
+    return session
+
+
+def touch_expiry(session: ChatSession, now: datetime) -> None:
+    """Activity moves the inactivity deadline (the caller saves)."""
+    session.last_activity = now
+    session.expires_at = now + timedelta(hours=settings.SESSION_TTL_HOURS)
+
+
+def message_wire(message: Message) -> dict[str, Any]:
+    """A stored message as the wire shows it (REST recentMessages, WebSocket ``message``)."""
+    body: dict[str, Any] = {
+        "messageId": message.id,
+        "seq": message.seq,
+        "role": message.role,
+        "content": message.content,
+        "timestamp": ms(message.created_at),
+        "status": message.status,
+    }
+    if message.tool_calls:
+        body["toolCalls"] = message.tool_calls
+    if message.role == Message.Role.ASSISTANT:
+        body["metadata"] = {
+            "aiModel": message.model,
+            "tokensUsed": message.total_tokens,
+            "fallbackUsed": message.fallback_used,
+        }
+    return body
+
+
+def session_wire(
+    session: ChatSession, *, limit: int = 20, offset: int = 0, include_summary: bool = True
+) -> dict[str, Any]:
+    """GET /api/session/{id}: the session and its most recent messages, oldest first."""
+    newest_first = list(
+        session.messages.order_by("-seq")[offset : offset + limit]  # type: ignore[attr-defined]
+    )
+    return {
+        "sessionId": session.id,
+        "status": session.current_status(),
+        "createdAt": ms(session.created_at),
+        "lastActivity": ms(session.last_activity),
+        "expiresAt": ms(session.expires_at),
+        "messageCount": session.message_count,
+        "summary": session.summary if include_summary else None,
+        "recentMessages": [message_wire(m) for m in reversed(newest_first)],
+        "activeTopics": session.active_topics,
+        "resolvedIssues": session.resolved_issues,
+        "userId": session.user_id or None,
+        "metadata": session.metadata,
+    }

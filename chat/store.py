@@ -1,0 +1,183 @@
+"""Persistence of one turn: start it (lease + user message), finish it, or record its failure.
+
+One turn at a time per session, across processes and on either database: the session row carries
+a lease (``turn_token``, ``turn_lease_until``) taken and released inside the same transactions
+that write the turn's messages, so serialising costs no extra round trip. The row is locked
+(``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's IMMEDIATE transactions take the write lock) while
+``seq`` is assigned, so sequence numbers are strictly increasing and gap-free.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from chat.memory import summary_due, track_topics
+from chat.models import ChatSession, Message
+from chat.sessions import touch_expiry
+from supportbot.errors import ApiError
+
+
+@dataclass(frozen=True)
+class TurnStarted:
+    token: str
+    user: Message
+    retried: bool  # a repeated requestId whose first attempt got no answer
+
+
+@dataclass(frozen=True)
+class TurnReplay:
+    """The requestId was answered before: return that answer again, run nothing."""
+
+    user: Message
+    answer: Message
+
+
+@dataclass(frozen=True)
+class TurnBusy:
+    """Another turn of this session holds the lease; try again shortly."""
+
+
+def _locked_session(session_id: str) -> ChatSession:
+    session = ChatSession.objects.select_for_update().filter(pk=session_id).first()
+    if session is None or session.is_expired():
+        raise ApiError("SESSION_NOT_FOUND", "No such session, or it has expired.")
+    if session.status == ChatSession.Status.ENDED:
+        raise ApiError("INVALID_SESSION", "This session has ended.", status=409)
+    return session
+
+
+def _next_seq(session: ChatSession) -> int:
+    session.last_seq += 1
+    session.message_count += 1
+    return session.last_seq
+
+
+def begin_turn(
+    *, session_id: str, content: str, request_id: str | None, metadata: dict[str, Any]
+) -> TurnStarted | TurnReplay | TurnBusy:
+    """Take the session's lease and commit the user message, or say why not yet."""
+    now = timezone.now()
+    with transaction.atomic():
+        session = _locked_session(session_id)
+        leased = session.turn_lease_until is not None and session.turn_lease_until > now
+        existing = None
+        if request_id:
+            existing = Message.objects.filter(session=session, request_id=request_id).first()
+            if existing is not None and existing.status == Message.Status.ANSWERED:
+                answer = (
+                    existing.replies.filter(role=Message.Role.ASSISTANT)  # type: ignore[attr-defined]
+                    .order_by("-seq")
+                    .first()
+                )
+                if answer is not None:
+                    return TurnReplay(user=existing, answer=answer)
+        if leased:
+            return TurnBusy()
+        token = secrets.token_hex(16)
+        session.turn_token = token
+        session.turn_lease_until = now + timedelta(seconds=settings.TURN_LEASE_SECONDS)
+        if existing is not None:
+            existing.status = Message.Status.PENDING
+            existing.save(update_fields=["status"])
+            session.save(update_fields=["turn_token", "turn_lease_until"])
+            return TurnStarted(token=token, user=existing, retried=True)
+        user = Message.objects.create(
+            session=session,
+            seq=_next_seq(session),
+            role=Message.Role.USER,
+            content=content,
+            status=Message.Status.PENDING,
+            request_id=request_id,
+            metadata=metadata,
+            created_at=now,
+        )
+        touch_expiry(session, now)
+        if session.status == ChatSession.Status.IDLE:
+            session.status = ChatSession.Status.ACTIVE
+        session.save()
+    return TurnStarted(token=token, user=user, retried=False)
+
+
+@dataclass(frozen=True)
+class AnswerRecord:
+    message_id: str
+    content: str
+    complete: bool
+    model: str
+    fallback_used: bool
+    prompt_tokens: int
+    completion_tokens: int
+    processing_ms: int
+    tool_calls: list[dict[str, Any]]
+    citations: list[dict[str, str]]
+
+
+def finish_turn(
+    *, session_id: str, token: str, user: Message, answer: AnswerRecord
+) -> tuple[Message, bool]:
+    """Store the assistant's answer (whole or cut off), mark the user message, free the lease.
+
+    Returns the stored message and whether a summary is now due (the caller queues it).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        session = ChatSession.objects.select_for_update().get(pk=session_id)
+        message = Message.objects.create(
+            id=answer.message_id,
+            session=session,
+            seq=_next_seq(session),
+            role=Message.Role.ASSISTANT,
+            content=answer.content,
+            status=Message.Status.COMPLETE if answer.complete else Message.Status.INCOMPLETE,
+            reply_to_id=user.pk,
+            tool_calls=answer.tool_calls,
+            model=answer.model,
+            fallback_used=answer.fallback_used,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+            total_tokens=answer.prompt_tokens + answer.completion_tokens,
+            processing_ms=answer.processing_ms,
+            error_code="" if answer.complete else "AI_SERVICE_UNAVAILABLE",
+            metadata={"citations": answer.citations} if answer.citations else {},
+            created_at=now,
+        )
+        Message.objects.filter(pk=user.pk).update(
+            status=Message.Status.ANSWERED if answer.complete else Message.Status.UNANSWERED,
+            error_code="" if answer.complete else "AI_SERVICE_UNAVAILABLE",
+        )
+        session.prompt_tokens += answer.prompt_tokens
+        session.completion_tokens += answer.completion_tokens
+        session.total_tokens += answer.prompt_tokens + answer.completion_tokens
+        touch_expiry(session, now)
+        if answer.complete:
+            track_topics(session=session, user_text=user.content)
+        _release(session, token)
+        session.save()
+        due = summary_due(session) is not None
+    return message, due
+
+
+def fail_turn(*, session_id: str, token: str, user_id: str, error_code: str) -> None:
+    """No answer at all: the user message stays, marked unanswered; the lease is freed."""
+    with transaction.atomic():
+        Message.objects.filter(pk=user_id).update(
+            status=Message.Status.UNANSWERED, error_code=error_code
+        )
+        session = ChatSession.objects.select_for_update().filter(pk=session_id).first()
+        if session is not None:
+            _release(session, token)
+            session.save(update_fields=["turn_token", "turn_lease_until"])
+
+
+def _release(session: ChatSession, token: str) -> None:
+    # Only the holder frees the lease: a turn that outlived its lease must not free a successor's.
+    if session.turn_token == token:
+        session.turn_token = ""
+        session.turn_lease_until = None

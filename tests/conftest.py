@@ -1,0 +1,83 @@
+"""Shared fixtures. Services: PostgreSQL via DATABASE_URL, Redis via REDIS_URL; with
+REQUIRE_SERVICES=1 a missing or unreachable service fails the run instead of skipping."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+
+pytest_plugins = ["tests.fakes.fixtures"]
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES", "").strip().lower() in {"1", "true", "yes"}
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), 2):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not REQUIRE_SERVICES:
+        return
+    missing = [name for name in ("DATABASE_URL", "REDIS_URL") if not os.environ.get(name)]
+    if missing:
+        pytest.exit(f"REQUIRE_SERVICES=1 but {', '.join(missing)} not set", returncode=3)
+    if not os.environ["DATABASE_URL"].startswith("postgres"):
+        pytest.exit("REQUIRE_SERVICES=1 needs DATABASE_URL on PostgreSQL", returncode=3)
+    for name, port in (("DATABASE_URL", 5432), ("REDIS_URL", 6379)):
+        if not _reachable(os.environ[name], port):
+            pytest.exit(f"REQUIRE_SERVICES=1 but {name} is unreachable", returncode=3)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The Redis URL of the run; skips (or fails under REQUIRE_SERVICES) without one."""
+    url = os.environ.get("REDIS_URL", "")
+    if not url:
+        if REQUIRE_SERVICES:
+            pytest.fail("REDIS_URL is required")
+        pytest.skip("REDIS_URL not set")
+    return url
+
+
+@pytest.fixture(autouse=True)
+def _celery_eager():
+    """Tasks run in-process during tests (a worker is exercised by its own tests)."""
+    from supportbot.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_chain():
+    """Every test starts with a model chain built from its own settings (and fresh breakers)."""
+    from chat.llm.chain import reset_chain
+
+    reset_chain()
+    yield
+    reset_chain()
+
+
+@pytest.fixture
+def kb(db):
+    """The bundled starter knowledge base, loaded through the real import command."""
+    from django.core.management import call_command
+
+    call_command("loadkb", verbosity=0)
+
+
+@pytest.fixture
+def api():
+    """An async client for the real ASGI Django stack (middleware, ninja, error shape)."""
+    from django.test import AsyncClient
+
+    return AsyncClient()
