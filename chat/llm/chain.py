@@ -175,7 +175,10 @@ def build_chain() -> ModelChain:
             model=settings.OPENAI_MODEL,
         )
         links.append(_link(fallback))
-    links.append(_link(OfflineAssistant()))
+    # OFFLINE_FALLBACK=false makes a configured deployment answer AI_SERVICE_UNAVAILABLE rather
+    # than knowledge-base excerpts when its models are down; with no model at all, offline it is.
+    if settings.OFFLINE_FALLBACK or not links:
+        links.append(_link(OfflineAssistant()))
     return ModelChain(links)
 
 
