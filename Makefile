@@ -36,7 +36,7 @@ run: $(STAMP)
 	@$(PY) manage.py ensure_admin
 	@echo "supportbot: http://$(HOST):$(PORT)/  API docs: http://$(HOST):$(PORT)/api/docs"
 	@trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
-	$(VENV)/bin/celery -A supportbot worker --loglevel=WARNING --pool=threads --concurrency=4 & \
+	$(VENV)/bin/celery -A supportbot worker --beat --loglevel=WARNING --pool=threads --concurrency=4 & \
 	worker=$$!; \
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) supportbot.asgi:application
 

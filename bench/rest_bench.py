@@ -53,7 +53,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-async def timed_turns(base: str, sessions: list[str], turns: int, concurrency: int) -> tuple[list[float], float]:
+async def timed_turns(
+    base: str, sessions: list[str], turns: int, concurrency: int
+) -> tuple[list[float], float]:
     latencies: list[float] = []
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(turns):
@@ -71,7 +73,8 @@ async def timed_turns(base: str, sessions: list[str], turns: int, concurrency: i
                     return
                 started = time.perf_counter()
                 response = await client.post(
-                    "/api/chat", json={"sessionId": session_id, "message": f"How do I sync file {i}?"}
+                    "/api/chat",
+                    json={"sessionId": session_id, "message": f"How do I sync file {i}?"},
                 )
                 latencies.append((time.perf_counter() - started) * 1000)
                 if response.status_code != 200:
@@ -133,17 +136,31 @@ def start_stack(tmp: Path) -> tuple[list[subprocess.Popen[bytes]], str, str, str
         "MEMORY_SUMMARY_THRESHOLD": "100000",
     }
     database = "sqlite" if not env.get("DATABASE_URL") else "postgresql"
-    subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    subprocess.run(
+        [PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
+    )
     subprocess.run([PY, "manage.py", "loadkb", "-v", "0"], cwd=ROOT, env=env, check=True)
     daphne = subprocess.Popen(
-        [str(Path(PY).parent / "daphne"), "-b", "127.0.0.1", "-p", str(web_port), "supportbot.asgi:application"],
+        [
+            str(Path(PY).parent / "daphne"),
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(web_port),
+            "supportbot.asgi:application",
+        ],
         cwd=ROOT,
         env=env,
         stderr=subprocess.DEVNULL,
     )
     wait_port(model_port)
     wait_port(web_port)
-    return [fake, daphne], f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{model_port}/v1", database
+    return (
+        [fake, daphne],
+        f"http://127.0.0.1:{web_port}",
+        f"http://127.0.0.1:{model_port}/v1",
+        database,
+    )
 
 
 async def run(turns: int, runs: int) -> dict[str, object]:
@@ -189,7 +206,10 @@ def main() -> None:
     args = parser.parse_args()
     results = asyncio.run(run(args.turns, args.runs))
     print("REST chat turn (zero-latency fake model), medians of", args.runs, "runs")
-    print(f"{'setup':<16}{'turns/s':>9}{'lat p50':>9}{'lat p95':>9}{'base p50':>10}{'ovh p50':>9}{'ovh p95':>9}  (ms)")
+    print(
+        f"{'setup':<16}{'turns/s':>9}{'lat p50':>9}{'lat p95':>9}{'base p50':>10}"
+        f"{'ovh p50':>9}{'ovh p95':>9}  (ms)"
+    )
     for name, row in results.items():
         assert isinstance(row, dict)
         print(

@@ -53,21 +53,20 @@ def _configuration() -> dict[str, Any]:
         }
     },
 )
-async def create_session(request: HttpRequest) -> tuple[int, dict[str, Any]]:
+async def create_session(request: HttpRequest) -> JsonResponse:
     # The body is optional (an empty POST opens an anonymous session), so it is parsed here.
     raw = parse_json_object(request.body) if request.body.strip() else {}
     payload = SessionCreateIn.model_validate(raw)
-    session = await sync_to_async(session_create)(
-        user_id=payload.userId, metadata=payload.metadata
-    )
+    session = await sync_to_async(session_create)(user_id=payload.userId, metadata=payload.metadata)
     request.log_session_id = session.id  # type: ignore[attr-defined]
-    return 201, {
+    body = {
         "sessionId": session.id,
         "createdAt": ms(session.created_at),
         "expiresAt": ms(session.expires_at),
         "status": "active",
         "configuration": _configuration(),
     }
+    return JsonResponse(body, status=201)
 
 
 @router.get("/session/{session_id}", response=dict, summary="A session and its recent messages")
@@ -95,7 +94,7 @@ async def delete_session(request: HttpRequest, session_id: str) -> dict[str, Any
 
 
 @router.post("/chat", response=dict, summary="Send a message; JSON or Server-Sent Events")
-async def chat(request: HttpRequest, payload: ChatIn) -> HttpResponse:
+async def chat(request: HttpRequest, payload: ChatIn) -> HttpResponse | StreamingHttpResponse:
     if payload.requestId is not None and not CLIENT_REQUEST_ID_RE.match(payload.requestId):
         raise ApiError(
             "INVALID_FIELD_VALUE",

@@ -118,7 +118,9 @@ def extractive_summary(previous: str, messages: list[Message]) -> str:
     return summary
 
 
-def _save_summary(*, session: ChatSession, previous_through: int, through_seq: int, text: str) -> bool:
+def _save_summary(
+    *, session: ChatSession, previous_through: int, through_seq: int, text: str
+) -> bool:
     with transaction.atomic():
         updated = ChatSession.objects.filter(
             pk=session.pk, summarized_through_seq=previous_through
@@ -161,9 +163,7 @@ async def summarize_with_model(previous: str, messages: list[Message]) -> str | 
     """Ask the configured models (never the offline assistant) for a new summary."""
     from chat.llm.chain import get_chain
 
-    transcript = "\n".join(
-        f"{m.role}: {m.content}" for m in messages if m.role in CONTEXT_ROLES
-    )
+    transcript = "\n".join(f"{m.role}: {m.content}" for m in messages if m.role in CONTEXT_ROLES)
     request = CompletionRequest(
         messages=[
             {"role": "system", "content": load_prompt("summarize")},
@@ -228,8 +228,8 @@ def summarize_session(*, session_id: str) -> bool:
 
 MAX_TOPICS = 5
 _RESOLVED = re.compile(
-    r"\b(that|it|this)\s+(fixed|solved|worked|did it)\b|\b(problem|issue)\s+(is\s+)?(solved|fixed|resolved)\b"
-    r"|\bworks now\b|\ball (sorted|good)\b",
+    r"\b(that|it|this)\s+(fixed|solved|worked|did it)\b"
+    r"|\b(problem|issue)\s+(is\s+)?(solved|fixed|resolved)\b|\bworks now\b|\ball (sorted|good)\b",
     re.IGNORECASE,
 )
 

@@ -94,7 +94,8 @@ class Message(models.Model):
     # Exactly what was typed: escaping is the renderer's job, never the store's.
     content = models.TextField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.COMPLETE)
-    request_id = models.CharField(max_length=128, null=True, blank=True)
+    # NULL, not "": the per-session uniqueness applies only to messages that carry one.
+    request_id = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
     reply_to = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
     )
@@ -122,3 +123,21 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session_id}#{self.seq} {self.role}"
+
+
+class SessionArchive(models.Model):
+    """A conversation written to archive storage (gzipped JSON), with what proves it whole."""
+
+    session_id = models.CharField(max_length=72, db_index=True)
+    key = models.CharField(max_length=255, unique=True)
+    size = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    message_count = models.PositiveIntegerField()
+    reason = models.CharField(max_length=16)  # "ended" or "expired"
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.key

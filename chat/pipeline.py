@@ -115,7 +115,9 @@ class TurnFailed:
     user_message_id: str
 
 
-TurnEvent = UserMessageStored | TokenDelta | ToolCallStarted | ToolCallFinished | TurnDone | TurnFailed
+TurnEvent = (
+    UserMessageStored | TokenDelta | ToolCallStarted | ToolCallFinished | TurnDone | TurnFailed
+)
 
 
 def done_from_message(message: Message, *, replayed: bool = False) -> TurnDone:
@@ -162,7 +164,7 @@ def _queue_summary(session_id: str) -> None:
 
     try:
         summarize_session_task.delay(session_id)
-    except Exception:  # noqa: BLE001  (no broker: the next turn queues it again; nothing is lost)
+    except Exception:
         log.warning("summary_not_queued", session_id=session_id, exc_info=True)
 
 
@@ -186,7 +188,9 @@ async def run_turn(
     started = time.perf_counter()
     session = await sync_to_async(session_get)(session_id=session_id, allow_ended=False)
     if not isinstance(content, str):
-        raise ApiError("INVALID_FIELD_VALUE", "message must be a string.", details={"field": "message"})
+        raise ApiError(
+            "INVALID_FIELD_VALUE", "message must be a string.", details={"field": "message"}
+        )
     meta = validate_metadata(metadata)
     verdict = run_guards(GuardInput(content, session.id, client_ip, transport))
     if not verdict.allowed:
@@ -223,7 +227,12 @@ async def run_turn(
                 # Tools arrive with the tool registry; no tool schemas are offered yet, so a
                 # call here is a model misbehaving: record it, run nothing.
                 tool_calls.append(
-                    {"id": event.id, "tool": event.name, "arguments": event.arguments, "status": "skipped"}
+                    {
+                        "id": event.id,
+                        "tool": event.name,
+                        "arguments": event.arguments,
+                        "status": "skipped",
+                    }
                 )
             elif isinstance(event, Finish):
                 finish = event
@@ -240,7 +249,9 @@ async def run_turn(
         )
     except BaseException:
         # The client went away (generator closed, task cancelled) or a bug: keep what we have.
-        await _record_failure(session.id, start, assistant_id, parts, model_started, "INTERNAL_ERROR")
+        await _record_failure(
+            session.id, start, assistant_id, parts, model_started, "INTERNAL_ERROR"
+        )
         raise
     finally:
         elapsed_model = (time.perf_counter() - model_started) * 1000

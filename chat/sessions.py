@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -14,6 +15,8 @@ from chat.guards.validation import unstorable
 from chat.models import ChatSession, Message
 from supportbot.errors import ApiError
 from supportbot.ids import is_session_id
+
+log = structlog.get_logger("chat.sessions")
 
 MAX_METADATA_BYTES = 8 * 1024
 
@@ -28,7 +31,9 @@ def validate_metadata(metadata: Any, *, field: str = "metadata") -> dict[str, An
     if metadata is None:
         return {}
     if not isinstance(metadata, dict):
-        raise ApiError("INVALID_FIELD_VALUE", f"{field} must be an object.", details={"field": field})
+        raise ApiError(
+            "INVALID_FIELD_VALUE", f"{field} must be an object.", details={"field": field}
+        )
     problem = unstorable(metadata)
     if problem:
         raise ApiError("INVALID_FIELD_VALUE", f"{field} {problem}.", details={"field": field})
@@ -79,6 +84,12 @@ def session_end(*, session_id: str) -> ChatSession:
         session.status = ChatSession.Status.ENDED
         session.ended_at = now
         session.save(update_fields=["status", "ended_at"])
+    from chat.lifecycle import archive_session
+
+    try:
+        archive_session(session_id=session.id, reason="ended")
+    except Exception:
+        log.exception("archive_failed", session_id=session.id)
     return session
 
 
@@ -114,7 +125,7 @@ def session_wire(
 ) -> dict[str, Any]:
     """GET /api/session/{id}: the session and its most recent messages, oldest first."""
     newest_first = list(
-        session.messages.order_by("-seq")[offset : offset + limit]  # type: ignore[attr-defined]
+        session.messages.order_by("-seq")[offset : offset + limit]
     )
     return {
         "sessionId": session.id,

@@ -72,7 +72,7 @@ def begin_turn(
             existing = Message.objects.filter(session=session, request_id=request_id).first()
             if existing is not None and existing.status == Message.Status.ANSWERED:
                 answer = (
-                    existing.replies.filter(role=Message.Role.ASSISTANT)  # type: ignore[attr-defined]
+                    existing.replies.filter(role=Message.Role.ASSISTANT)
                     .order_by("-seq")
                     .first()
                 )

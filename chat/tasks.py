@@ -17,3 +17,11 @@ from chat.memory import summarize_session
 def summarize_session_task(session_id: str) -> bool:
     """Fold the old part of a long conversation into its summary (idempotent)."""
     return summarize_session(session_id=session_id)
+
+
+@shared_task(name="chat.expire_sessions")
+def expire_sessions_task() -> int:
+    """Archive then delete expired sessions (scheduled by Celery beat)."""
+    from chat.lifecycle import expire_sessions
+
+    return expire_sessions()

@@ -33,17 +33,19 @@ def _counter() -> Callable[[str], int]:
         import tiktoken
 
         encoding = tiktoken.get_encoding("o200k_base")
-    except Exception:  # noqa: BLE001  (no cached encoding: fall back to the estimate)
+    except Exception:
         return _estimate
     return lambda text: len(encoding.encode(text, disallowed_special=()))
 
 
 def count_tokens(text: str) -> int:
-    """Tokens in ``text`` (exact with a cached tiktoken encoding, else an upper-leaning estimate)."""
+    """Tokens in ``text``: exact with a cached tiktoken encoding, else an upper-leaning estimate."""
     return _counter()(text)
 
 
 def count_message_tokens(message: dict[str, Any]) -> int:
     """Tokens one chat message costs in a prompt."""
     content = message.get("content") or ""
-    return MESSAGE_OVERHEAD_TOKENS + count_tokens(content if isinstance(content, str) else str(content))
+    return MESSAGE_OVERHEAD_TOKENS + count_tokens(
+        content if isinstance(content, str) else str(content)
+    )

@@ -14,7 +14,7 @@ from ninja.errors import HttpError, ValidationError
 from chat.api import router as chat_router
 from ops.api import router as ops_router
 from supportbot.errors import ApiError
-from supportbot.middleware import json_error
+from supportbot.middleware import json_error, parse_json_object
 from tools.api import router as tools_router
 
 log = structlog.get_logger("supportbot.api")
@@ -48,9 +48,13 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> ApiError:
     names = ", ".join(f["field"] for f in fields)
     if missing:
         return ApiError(
-            "MISSING_REQUIRED_FIELD", f"Missing or invalid field(s): {names}.", details={"fields": fields}
+            "MISSING_REQUIRED_FIELD",
+            f"Missing or invalid field(s): {names}.",
+            details={"fields": fields},
         )
-    return ApiError("INVALID_FIELD_VALUE", f"Invalid field(s): {names}.", details={"fields": fields})
+    return ApiError(
+        "INVALID_FIELD_VALUE", f"Invalid field(s): {names}.", details={"fields": fields}
+    )
 
 
 @api.exception_handler(ApiError)
@@ -60,19 +64,33 @@ def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
 
 @api.exception_handler(ValidationError)
 def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    if request.method in ("POST", "PUT", "PATCH") and request.body.strip():
+        # A JSON array or scalar fails as "fields missing"; say what is really wrong.
+        try:
+            parse_json_object(request.body)
+        except ApiError as error:
+            return json_error(request, error)
     return json_error(request, describe_validation_errors(exc.errors))
 
 
 @api.exception_handler(pydantic.ValidationError)
 def _pydantic_error(request: HttpRequest, exc: pydantic.ValidationError) -> HttpResponse:
-    return json_error(request, describe_validation_errors(list(exc.errors())))
+    errors: list[dict[str, Any]] = [dict(err) for err in exc.errors()]
+    return json_error(request, describe_validation_errors(errors))
 
 
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     if exc.status_code == 400:
-        return json_error(request, ApiError("INVALID_REQUEST_FORMAT", "The body is not valid JSON."))
-    code = {401: "ACCESS_DENIED", 403: "ACCESS_DENIED", 404: "NOT_FOUND", 429: "RATE_LIMIT_EXCEEDED"}
+        return json_error(
+            request, ApiError("INVALID_REQUEST_FORMAT", "The body is not valid JSON.")
+        )
+    code = {
+        401: "ACCESS_DENIED",
+        403: "ACCESS_DENIED",
+        404: "NOT_FOUND",
+        429: "RATE_LIMIT_EXCEEDED",
+    }
     return json_error(
         request,
         ApiError(code.get(exc.status_code, "INTERNAL_ERROR"), str(exc), status=exc.status_code),

@@ -1,4 +1,4 @@
-"""The one settings module. Every value comes from the environment; unset means the embedded default.
+"""The one settings module. Every value comes from the environment; unset = the embedded default.
 
 Embedded default (no variables): SQLite in WAL mode under ``var/``, in-memory channel layer,
 local-memory cache, filesystem archives, a filesystem Celery broker and the offline assistant.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -112,7 +113,7 @@ _SQLITE_OPTIONS = {
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     try:
-        _db = dict(dj_database_url.parse(DATABASE_URL))
+        _db: dict[str, Any] = dict(dj_database_url.parse(DATABASE_URL))
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from exc
 else:
@@ -159,6 +160,7 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+(VAR_DIR / "celery").mkdir(exist_ok=True)
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -168,12 +170,17 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
         "store_processed": False,
+        # Broadcast (worker ping, remote control) files; the default is a folder in the CWD.
+        "control_folder": str(VAR_DIR / "celery" / "control"),
     }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "expire-sessions": {"task": "chat.expire_sessions", "schedule": 300.0},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celery" / "beat-schedule")
 
 # --- storage ----------------------------------------------------------------------------------
 

@@ -17,7 +17,9 @@ REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES", "").strip().lower() in {"1
 def _reachable(url: str, default_port: int) -> bool:
     parsed = urlparse(url)
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), 2):
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or default_port), 2
+        ):
             return True
     except OSError:
         return False
@@ -81,3 +83,16 @@ def api():
     from django.test import AsyncClient
 
     return AsyncClient()
+
+
+@pytest.fixture(autouse=True)
+def _archives_in_tmp(settings, tmp_path):
+    """Archives of a test land in its own folder (the S3 backend has its own tests)."""
+    storages = dict(settings.STORAGES)
+    if storages["archives"]["BACKEND"].endswith("FileSystemStorage"):
+        storages["archives"] = {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "archives")},
+        }
+        settings.STORAGES = storages
+    return tmp_path / "archives"

@@ -15,7 +15,9 @@ class InputValidation:
         text = item.text
         if not text.strip():
             return Verdict.refuse(
-                ApiError("INVALID_FIELD_VALUE", "The message is empty.", details={"field": "message"})
+                ApiError(
+                    "INVALID_FIELD_VALUE", "The message is empty.", details={"field": "message"}
+                )
             )
         limit = settings.MAX_MESSAGE_CHARS
         if len(text) > limit:
@@ -29,7 +31,9 @@ class InputValidation:
         problem = unstorable(text)
         if problem:
             return Verdict.refuse(
-                ApiError("INVALID_FIELD_VALUE", f"The message {problem}.", details={"field": "message"})
+                ApiError(
+                    "INVALID_FIELD_VALUE", f"The message {problem}.", details={"field": "message"}
+                )
             )
         return Verdict.allow(text)
 

@@ -8,66 +8,145 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='ChatSession',
+            name="ChatSession",
             fields=[
-                ('id', models.CharField(default=supportbot.ids.new_session_id, editable=False, max_length=72, primary_key=True, serialize=False)),
-                ('user_id', models.CharField(blank=True, default='', max_length=128)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('status', models.CharField(choices=[('active', 'Active'), ('idle', 'Idle'), ('ended', 'Ended')], default='active', max_length=8)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_activity', models.DateTimeField(default=django.utils.timezone.now)),
-                ('expires_at', models.DateTimeField(default=chat.models.default_expiry)),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('summary', models.TextField(blank=True, default='')),
-                ('summarized_through_seq', models.PositiveIntegerField(default=0)),
-                ('active_topics', models.JSONField(blank=True, default=list)),
-                ('resolved_issues', models.JSONField(blank=True, default=list)),
-                ('last_seq', models.PositiveIntegerField(default=0)),
-                ('message_count', models.PositiveIntegerField(default=0)),
-                ('prompt_tokens', models.PositiveIntegerField(default=0)),
-                ('completion_tokens', models.PositiveIntegerField(default=0)),
-                ('total_tokens', models.PositiveIntegerField(default=0)),
-                ('turn_token', models.CharField(blank=True, default='', max_length=32)),
-                ('turn_lease_until', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.CharField(
+                        default=supportbot.ids.new_session_id,
+                        editable=False,
+                        max_length=72,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("user_id", models.CharField(blank=True, default="", max_length=128)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("active", "Active"), ("idle", "Idle"), ("ended", "Ended")],
+                        default="active",
+                        max_length=8,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("last_activity", models.DateTimeField(default=django.utils.timezone.now)),
+                ("expires_at", models.DateTimeField(default=chat.models.default_expiry)),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                ("summary", models.TextField(blank=True, default="")),
+                ("summarized_through_seq", models.PositiveIntegerField(default=0)),
+                ("active_topics", models.JSONField(blank=True, default=list)),
+                ("resolved_issues", models.JSONField(blank=True, default=list)),
+                ("last_seq", models.PositiveIntegerField(default=0)),
+                ("message_count", models.PositiveIntegerField(default=0)),
+                ("prompt_tokens", models.PositiveIntegerField(default=0)),
+                ("completion_tokens", models.PositiveIntegerField(default=0)),
+                ("total_tokens", models.PositiveIntegerField(default=0)),
+                ("turn_token", models.CharField(blank=True, default="", max_length=32)),
+                ("turn_lease_until", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-last_activity'],
-                'indexes': [models.Index(fields=['status', 'last_activity'], name='chat_session_status_idx'), models.Index(fields=['expires_at'], name='chat_session_expiry_idx'), models.Index(fields=['user_id'], name='chat_session_user_idx')],
+                "ordering": ["-last_activity"],
+                "indexes": [
+                    models.Index(
+                        fields=["status", "last_activity"], name="chat_session_status_idx"
+                    ),
+                    models.Index(fields=["expires_at"], name="chat_session_expiry_idx"),
+                    models.Index(fields=["user_id"], name="chat_session_user_idx"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Message',
+            name="Message",
             fields=[
-                ('id', models.CharField(default=supportbot.ids.new_message_id, editable=False, max_length=40, primary_key=True, serialize=False)),
-                ('seq', models.PositiveIntegerField()),
-                ('role', models.CharField(choices=[('user', 'User'), ('assistant', 'Assistant'), ('staff', 'Staff'), ('system', 'System'), ('tool', 'Tool')], max_length=10)),
-                ('content', models.TextField()),
-                ('status', models.CharField(choices=[('complete', 'Complete'), ('pending', 'Pending'), ('answered', 'Answered'), ('unanswered', 'Unanswered'), ('incomplete', 'Incomplete')], default='complete', max_length=10)),
-                ('request_id', models.CharField(blank=True, max_length=128, null=True)),
-                ('tool_calls', models.JSONField(blank=True, default=list)),
-                ('model', models.CharField(blank=True, default='', max_length=128)),
-                ('fallback_used', models.BooleanField(default=False)),
-                ('prompt_tokens', models.PositiveIntegerField(default=0)),
-                ('completion_tokens', models.PositiveIntegerField(default=0)),
-                ('total_tokens', models.PositiveIntegerField(default=0)),
-                ('processing_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('error_code', models.CharField(blank=True, default='', max_length=40)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('reply_to', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='replies', to='chat.message')),
-                ('session', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='chat.chatsession')),
+                (
+                    "id",
+                    models.CharField(
+                        default=supportbot.ids.new_message_id,
+                        editable=False,
+                        max_length=40,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("seq", models.PositiveIntegerField()),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[
+                            ("user", "User"),
+                            ("assistant", "Assistant"),
+                            ("staff", "Staff"),
+                            ("system", "System"),
+                            ("tool", "Tool"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("content", models.TextField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("complete", "Complete"),
+                            ("pending", "Pending"),
+                            ("answered", "Answered"),
+                            ("unanswered", "Unanswered"),
+                            ("incomplete", "Incomplete"),
+                        ],
+                        default="complete",
+                        max_length=10,
+                    ),
+                ),
+                ("request_id", models.CharField(blank=True, max_length=128, null=True)),
+                ("tool_calls", models.JSONField(blank=True, default=list)),
+                ("model", models.CharField(blank=True, default="", max_length=128)),
+                ("fallback_used", models.BooleanField(default=False)),
+                ("prompt_tokens", models.PositiveIntegerField(default=0)),
+                ("completion_tokens", models.PositiveIntegerField(default=0)),
+                ("total_tokens", models.PositiveIntegerField(default=0)),
+                ("processing_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("error_code", models.CharField(blank=True, default="", max_length=40)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "reply_to",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="replies",
+                        to="chat.message",
+                    ),
+                ),
+                (
+                    "session",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="messages",
+                        to="chat.chatsession",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['session', 'seq'],
-                'constraints': [models.UniqueConstraint(fields=('session', 'seq'), name='chat_message_seq_unique'), models.UniqueConstraint(condition=models.Q(('request_id__isnull', False)), fields=('session', 'request_id'), name='chat_message_request_unique')],
+                "ordering": ["session", "seq"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("session", "seq"), name="chat_message_seq_unique"
+                    ),
+                    models.UniqueConstraint(
+                        condition=models.Q(("request_id__isnull", False)),
+                        fields=("session", "request_id"),
+                        name="chat_message_request_unique",
+                    ),
+                ],
             },
         ),
     ]

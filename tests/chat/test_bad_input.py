@@ -18,7 +18,7 @@ def assert_error(response, status: int, code: str) -> dict:
     assert response["Content-Type"].startswith("application/json")
     assert response["X-Request-ID"]
     body = response.json()
-    assert ERROR_KEYS <= set(body), body
+    assert set(body) >= ERROR_KEYS, body
     assert body["error"]["code"] == code, body
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     assert isinstance(body["error"]["retryable"], bool)
@@ -39,7 +39,9 @@ async def session_id(api) -> str:
 
 
 async def test_missing_message_is_missing_required_field(api, session_id):
-    body = assert_error(await post(api, "/api/chat", {"sessionId": session_id}), 400, "MISSING_REQUIRED_FIELD")
+    body = assert_error(
+        await post(api, "/api/chat", {"sessionId": session_id}), 400, "MISSING_REQUIRED_FIELD"
+    )
     assert body["path"] == "/api/chat" and body["method"] == "POST"
     assert "message" in body["error"]["message"]
 
@@ -66,25 +68,39 @@ async def test_wrong_typed_fields_are_invalid_field_value(api, session_id, paylo
 
 async def test_unknown_session_is_not_found(api):
     unknown = "sess_" + "A" * 32
-    assert_error(await post(api, "/api/chat", {"message": "hi", "sessionId": unknown}), 404, "SESSION_NOT_FOUND")
+    assert_error(
+        await post(api, "/api/chat", {"message": "hi", "sessionId": unknown}),
+        404,
+        "SESSION_NOT_FOUND",
+    )
     assert_error(await api.get(f"/api/session/{unknown}"), 404, "SESSION_NOT_FOUND")
     assert_error(await api.delete(f"/api/session/{unknown}"), 404, "SESSION_NOT_FOUND")
 
 
 async def test_malformed_session_id_is_invalid_session(api):
     for bad in ("nope", "sess_short", "sess_" + "x" * 200, "../etc/passwd"):
-        assert_error(await post(api, "/api/chat", {"message": "hi", "sessionId": bad}), 400, "INVALID_SESSION")
+        assert_error(
+            await post(api, "/api/chat", {"message": "hi", "sessionId": bad}),
+            400,
+            "INVALID_SESSION",
+        )
 
 
 async def test_ended_session_refuses_messages_with_conflict(api, session_id):
     response = await api.delete(f"/api/session/{session_id}")
     assert response.status_code == 200
-    assert_error(await post(api, "/api/chat", {"message": "hi", "sessionId": session_id}), 409, "INVALID_SESSION")
+    assert_error(
+        await post(api, "/api/chat", {"message": "hi", "sessionId": session_id}),
+        409,
+        "INVALID_SESSION",
+    )
     assert_error(await api.delete(f"/api/session/{session_id}"), 409, "INVALID_SESSION")
     assert await Message.objects.acount() == 0
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b'{"message": "hi",}', b"\xff\xfe", b"[1, 2]", b'"text"', b"null"])
+@pytest.mark.parametrize(
+    "raw", [b"{not json", b'{"message": "hi",}', b"\xff\xfe", b"[1, 2]", b'"text"', b"null"]
+)
 async def test_invalid_json_is_invalid_request_format(api, raw):
     assert_error(await post(api, "/api/chat", raw), 400, "INVALID_REQUEST_FORMAT")
     assert_error(await post(api, "/api/session", raw), 400, "INVALID_REQUEST_FORMAT")
@@ -106,7 +122,11 @@ async def test_message_over_4000_characters_is_too_long(api, session_id):
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t"])
 async def test_empty_message_is_refused(api, session_id, text):
-    assert_error(await post(api, "/api/chat", {"message": text, "sessionId": session_id}), 400, "INVALID_FIELD_VALUE")
+    assert_error(
+        await post(api, "/api/chat", {"message": text, "sessionId": session_id}),
+        400,
+        "INVALID_FIELD_VALUE",
+    )
 
 
 @pytest.mark.parametrize("raw", ['"a\\u0000b"', '"\\ud800"'])
@@ -122,7 +142,11 @@ async def test_unstorable_text_is_refused_not_crashing(api, session_id, raw):
 async def test_get_on_a_post_route_is_405_json(api):
     body = assert_error(await api.get("/api/chat"), 405, "METHOD_NOT_ALLOWED")
     assert body["method"] == "GET"
-    assert_error(await api.put("/api/session", data="{}", content_type="application/json"), 405, "METHOD_NOT_ALLOWED")
+    assert_error(
+        await api.put("/api/session", data="{}", content_type="application/json"),
+        405,
+        "METHOD_NOT_ALLOWED",
+    )
 
 
 async def test_unknown_routes_are_404_json(api):

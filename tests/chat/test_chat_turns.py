@@ -65,9 +65,7 @@ async def test_content_is_stored_exactly_as_typed(api, primary, kb):
 async def test_sse_delivers_tokens_in_order_then_a_final_event(api, primary, kb):
     primary.script(Reply("one two three four five", delay=0.01))
     session_id = await new_session(api)
-    response = await send(
-        api, session_id, "Count to five", headers={"Accept": "text/event-stream"}
-    )
+    response = await send(api, session_id, "Count to five", headers={"Accept": "text/event-stream"})
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/event-stream")
     raw = b"".join([chunk async for chunk in response.streaming_content])
@@ -80,7 +78,9 @@ async def test_sse_delivers_tokens_in_order_then_a_final_event(api, primary, kb)
     final = events[-1][1]
     assert final["response"] == "one two three four five"
     assert events[0][1]["seq"] == 1 and final["seq"] == 2
-    assert {data["messageId"] for name, data in events if name == "ai_token"} == {final["messageId"]}
+    assert {data["messageId"] for name, data in events if name == "ai_token"} == {
+        final["messageId"]
+    }
 
 
 async def test_current_turn_reaches_the_model_exactly_once_and_no_ids(api, primary, kb):
@@ -164,7 +164,10 @@ async def test_stalled_stream_keeps_the_partial_answer_as_incomplete(api, primar
     assert error["code"] == "AI_SERVICE_UNAVAILABLE"
     assert error["details"]["partialResponse"] == "Here is the"
     stored = await sync_to_async(messages_of)(session_id)
-    assert [(m.role, m.status) for m in stored] == [("user", "unanswered"), ("assistant", "incomplete")]
+    assert [(m.role, m.status) for m in stored] == [
+        ("user", "unanswered"),
+        ("assistant", "incomplete"),
+    ]
     assert stored[1].content == "Here is the" and stored[1].id == error["details"]["messageId"]
     # The lease is free again: the next message is answered.
     primary.script(Reply("Better now."))
@@ -235,3 +238,21 @@ async def test_different_sessions_run_in_parallel(api, primary, kb):
     started = asyncio.get_running_loop().time()
     await asyncio.gather(*(send(api, s, "hello there") for s in sessions))
     assert asyncio.get_running_loop().time() - started < 1.2
+
+
+async def test_a_crashed_turns_lease_lapses_and_the_next_turn_runs(api, primary, settings, kb):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    session_id = await new_session(api)
+    # A worker died mid-turn: its lease is still on the row.
+    await ChatSession.objects.filter(pk=session_id).aupdate(
+        turn_token="dead", turn_lease_until=timezone.now() + timedelta(seconds=0.4)
+    )
+    started = asyncio.get_running_loop().time()
+    response = await send(api, session_id, "anyone there?")
+    assert response.status_code == 200
+    assert asyncio.get_running_loop().time() - started >= 0.3
+    session = await ChatSession.objects.aget(pk=session_id)
+    assert session.turn_token == "" and session.turn_lease_until is None

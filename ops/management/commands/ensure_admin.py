@@ -11,7 +11,9 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Create an 'admin' superuser with a random password when none exists; print how to sign in."
+    help = (
+        "Create an 'admin' superuser with a random password when none exists; print how to sign in."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         user_model = get_user_model()

@@ -1,0 +1,107 @@
+"""Session lifecycle: archive a conversation to storage; expire idle sessions.
+
+An archive is the whole conversation (session fields, summary, every message with its tool
+calls and usage) as gzipped JSON in the ``archives`` storage (filesystem by default, S3/R2 in
+production), recorded with its key, size, sha256 and message count. Expiry archives first and
+deletes the hot rows only once the archive is recorded.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+import structlog
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
+from django.db import transaction
+from django.utils import timezone
+
+from chat.models import ChatSession, Message, SessionArchive
+from chat.sessions import ms
+
+log = structlog.get_logger("chat.lifecycle")
+
+
+def _document(session: ChatSession) -> dict[str, Any]:
+    messages = Message.objects.filter(session=session).order_by("seq")
+    return {
+        "format": "supportbot.session.v1",
+        "sessionId": session.id,
+        "userId": session.user_id,
+        "metadata": session.metadata,
+        "status": session.status,
+        "createdAt": ms(session.created_at),
+        "lastActivity": ms(session.last_activity),
+        "endedAt": ms(session.ended_at),
+        "summary": session.summary,
+        "activeTopics": session.active_topics,
+        "resolvedIssues": session.resolved_issues,
+        "tokens": {
+            "prompt": session.prompt_tokens,
+            "completion": session.completion_tokens,
+            "total": session.total_tokens,
+        },
+        "messages": [
+            {
+                "messageId": m.id,
+                "seq": m.seq,
+                "role": m.role,
+                "content": m.content,
+                "status": m.status,
+                "requestId": m.request_id,
+                "toolCalls": m.tool_calls,
+                "model": m.model,
+                "fallbackUsed": m.fallback_used,
+                "tokens": {"prompt": m.prompt_tokens, "completion": m.completion_tokens},
+                "processingMs": m.processing_ms,
+                "metadata": m.metadata,
+                "timestamp": ms(m.created_at),
+            }
+            for m in messages
+        ],
+    }
+
+
+def archive_session(*, session_id: str, reason: str) -> SessionArchive:
+    """Write the conversation to archive storage and record it."""
+    session = ChatSession.objects.get(pk=session_id)
+    document = _document(session)
+    payload = gzip.compress(
+        json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode(), mtime=0
+    )
+    stamp = timezone.now().strftime("%Y/%m/%d")
+    storage = storages["archives"]
+    key = storage.save(f"{stamp}/{session.id}-{reason}.json.gz", ContentFile(payload))
+    archive = SessionArchive.objects.create(
+        session_id=session.id,
+        key=key,
+        size=len(payload),
+        sha256=hashlib.sha256(payload).hexdigest(),
+        message_count=len(document["messages"]),
+        reason=reason,
+    )
+    log.info("session_archived", session_id=session.id, key=key, size=archive.size, reason=reason)
+    return archive
+
+
+def expire_sessions(*, now: datetime | None = None, batch: int = 100) -> int:
+    """Archive and delete sessions past their inactivity deadline; returns how many."""
+    now = now or timezone.now()
+    expired = list(
+        ChatSession.objects.filter(expires_at__lte=now).values_list("pk", flat=True)[:batch]
+    )
+    done = 0
+    for session_id in expired:
+        try:
+            archive_session(session_id=session_id, reason="expired")
+        except Exception:
+            log.exception("archive_failed", session_id=session_id)
+            continue
+        with transaction.atomic():
+            ChatSession.objects.filter(pk=session_id, expires_at__lte=now).delete()
+        done += 1
+    return done
