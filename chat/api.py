@@ -89,7 +89,7 @@ async def delete_session(request: HttpRequest, session_id: str) -> dict[str, Any
         "endedAt": ms(session.ended_at),
         "summary": session.summary,
         "messageCount": session.message_count,
-        "duration": int((session.ended_at - session.created_at).total_seconds() * 1000),
+        "duration": (ms(session.ended_at) or 0) - (ms(session.created_at) or 0),
     }
 
 

@@ -96,3 +96,22 @@ def _archives_in_tmp(settings, tmp_path):
         }
         settings.STORAGES = storages
     return tmp_path / "archives"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_db_pools(django_db_setup, django_db_blocker):
+    """PostgreSQL pools keep connections open; close them before the test database is dropped."""
+    yield
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    # Async tests ran their ORM calls on asgiref's shared executor thread; its connections
+    # would keep the test database busy and its removal would fail.
+    asyncio.run(sync_to_async(connections.close_all)())
+    for connection in connections.all(initialized_only=True):
+        close_pool = getattr(connection, "close_pool", None)
+        if close_pool is not None:
+            close_pool()
+    connections.close_all()
