@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from supportbot import metrics
 from supportbot.errors import ApiError, error_body
 from supportbot.ids import CLIENT_REQUEST_ID_RE, new_request_id
 
@@ -124,6 +125,13 @@ class RequestContextMiddleware(_AsyncCapable):
             latency_ms=round(latency_ms, 2),
             session_id=getattr(request, "log_session_id", None),
             client_ip=client_ip(request),
+        )
+        match = getattr(request, "resolver_match", None)
+        metrics.record_request(
+            route=match.route if match is not None else "unmatched",
+            method=request.method or "",
+            status=response.status_code,
+            latency_ms=latency_ms,
         )
         return response
 
