@@ -7,6 +7,7 @@ Each production backend switches on when its variable is present (see README "Co
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,8 @@ else:
 
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     _db["OPTIONS"] = {**_SQLITE_OPTIONS, **_db.get("OPTIONS", {})}
-    _db["TEST"] = {"NAME": str(VAR_DIR / "test_db.sqlite3")}
+    # A file (not shared-cache memory, whose table locks ignore busy_timeout), one per test run.
+    _db["TEST"] = {"NAME": str(VAR_DIR / f"test_db_{os.getpid()}.sqlite3")}
 elif _db["ENGINE"] == "django.db.backends.postgresql":
     # Connections are pooled (psycopg_pool): ASGI requests run ORM work on short-lived threads,
     # so persistent per-thread connections would leak; the pool reuses them instead.
