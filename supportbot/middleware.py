@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -137,7 +137,7 @@ class RequestContextMiddleware(_AsyncCapable):
 
 
 class ErrorShapeMiddleware(_AsyncCapable):
-    """Refuse oversized bodies and turn every non-JSON error outside the admin into API.md's shape."""
+    """Refuse oversized bodies; give every non-JSON error outside the admin API.md's shape."""
 
     def before(self, request: HttpRequest) -> HttpResponse | None:
         try:
@@ -156,7 +156,9 @@ class ErrorShapeMiddleware(_AsyncCapable):
         if response.get("Content-Type", "").startswith("application/json"):
             return response
         status = response.status_code
-        code = _CODE_BY_STATUS.get(status, "INTERNAL_ERROR" if status >= 500 else "INVALID_REQUEST_FORMAT")
+        code = _CODE_BY_STATUS.get(
+            status, "INTERNAL_ERROR" if status >= 500 else "INVALID_REQUEST_FORMAT"
+        )
         message = _MESSAGE_BY_STATUS.get(status, "The request could not be completed.")
         converted = json_error(request, ApiError(code, message, status=status))
         if "Allow" in response:
