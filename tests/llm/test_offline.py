@@ -1,0 +1,230 @@
+"""The offline assistant answers from the starter knowledge base, without a language model."""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+
+from chat.llm.base import CompletionRequest, Finish, Provider, TextDelta, Usage
+from chat.llm.offline import OfflineAssistant, detect_intents, search_text
+from tools.kb import import_articles
+
+STARTER_KB = Path(__file__).resolve().parents[2] / "tools" / "starter_kb"
+
+# The assistant reads the knowledge base from sync_to_async's thread, so the articles must be
+# committed where that thread's connection sees them.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def starter_kb() -> None:
+    import_articles(path=STARTER_KB)
+
+
+def request(*messages: dict[str, object]) -> CompletionRequest:
+    return CompletionRequest(messages=list(messages), max_tokens=512)
+
+
+def user(text: str) -> dict[str, object]:
+    return {"role": "user", "content": text}
+
+
+async def ask(text: str) -> tuple[list[TextDelta], Finish]:
+    events = [
+        event
+        async for event in OfflineAssistant().stream(
+            request({"role": "system", "content": "You are a support bot."}, user(text))
+        )
+    ]
+    *body, finish = events
+    deltas = [event for event in body if isinstance(event, TextDelta)]
+    assert deltas == body
+    assert isinstance(finish, Finish)
+    return deltas, finish
+
+
+def text_of(deltas: list[TextDelta]) -> str:
+    return "".join(delta.text for delta in deltas)
+
+
+def offline_notices(text: str) -> int:
+    return len(re.findall(r"without a language model", text))
+
+
+def test_it_is_a_provider_named_offline() -> None:
+    assistant = OfflineAssistant()
+    assert isinstance(assistant, Provider)
+    assert (assistant.name, assistant.model) == ("offline", "offline-assistant")
+
+
+async def test_check_is_always_true() -> None:
+    assert await OfflineAssistant().check() is True
+
+
+async def test_answer_cites_the_right_article_and_says_once_it_is_offline(
+    starter_kb: None,
+) -> None:
+    deltas, finish = await ask("I forgot my password, what do I do?")
+    answer = text_of(deltas)
+    assert len(deltas) >= 3  # streamed paragraph by paragraph
+    assert offline_notices(answer) == 1
+    assert (
+        "**[Resetting or changing your password]"
+        "(https://help.nimbus.example/articles/reset-password)**"
+    ) in answer
+    assert "> " in answer and "https://app.nimbus.example/forgot" in answer
+    assert finish.citations[0] == {
+        "id": "kb_002",
+        "title": "Resetting or changing your password",
+        "url": "https://help.nimbus.example/articles/reset-password",
+    }
+    assert 1 <= len(finish.citations) <= 3
+    assert (finish.provider, finish.model) == ("offline", "offline-assistant")
+    assert finish.usage == Usage(0, 0)
+    assert finish.finish_reason == "stop"
+
+
+async def test_every_cited_article_is_linked_in_the_answer(starter_kb: None) -> None:
+    deltas, finish = await ask("sync fails with error NB-1500 behind our proxy")
+    answer = text_of(deltas)
+    assert finish.citations[0]["id"] == "kb_035"
+    assert "NB-1500" in answer
+    for citation in finish.citations:
+        assert f"[{citation['title']}]({citation['url']})" in answer
+
+
+async def test_it_answers_the_last_user_message(starter_kb: None) -> None:
+    events = [
+        event
+        async for event in OfflineAssistant().stream(
+            request(
+                user("how much does the business plan cost"),
+                {"role": "assistant", "content": "Business costs $24 per user per month."},
+                {"role": "user", "content": [{"type": "text", "text": "what does NB-1042 mean"}]},
+            )
+        )
+    ]
+    finish = events[-1]
+    assert isinstance(finish, Finish)
+    assert finish.citations[0]["id"] == "kb_036"
+
+
+async def test_open_ticket_request_says_how_to_get_it_done(starter_kb: None) -> None:
+    deltas, _ = await ask("Please open a ticket: the desktop app crashes when I start it")
+    answer = text_of(deltas)
+    assert "can't open a ticket myself" in answer
+    assert "human agent can pick it up" in answer
+    assert "Describe the problem" in answer
+    assert offline_notices(answer) == 1
+
+
+async def test_ticket_status_echoes_the_ticket_id(starter_kb: None) -> None:
+    deltas, finish = await ask("any news on tkt-1a2b3c? what's its status")
+    answer = text_of(deltas)
+    assert "**TKT-1A2B3C**" in answer
+    assert "can't look tickets up" in answer
+    assert "talk to a human" in answer
+    # "status" belongs to the request, not to a topic: no service-status article.
+    assert finish.citations == ()
+
+
+async def test_asking_for_a_human_is_recognised(starter_kb: None) -> None:
+    deltas, finish = await ask("I want to speak to a real person about my invoice")
+    answer = text_of(deltas)
+    assert "support staff can see this conversation and take it over" in answer
+    assert finish.citations and finish.citations[0]["id"] == "kb_007"
+
+
+async def test_nothing_relevant_is_said_plainly_with_a_way_forward(starter_kb: None) -> None:
+    for question in ["can you bake me a birthday cake", "who won the football match yesterday"]:
+        deltas, finish = await ask(question)
+        answer = text_of(deltas)
+        assert "couldn't find anything in the help centre" in answer
+        assert "human agent" in answer and "ticket" in answer
+        assert finish.citations == ()
+        assert offline_notices(answer) == 1
+
+
+async def test_greetings_and_thanks_get_a_short_reply(starter_kb: None) -> None:
+    deltas, finish = await ask("Hello!")
+    assert len(deltas) == 1
+    assert text_of(deltas).startswith("Hello!")
+    assert offline_notices(text_of(deltas)) == 1
+    assert finish.citations == ()
+
+    deltas, finish = await ask("thanks a lot")
+    assert text_of(deltas).startswith("You're welcome")
+    assert finish.citations == ()
+
+
+async def test_empty_question_is_answered_without_searching(starter_kb: None) -> None:
+    deltas, finish = await ask("   ")
+    assert "couldn't find anything" in text_of(deltas)
+    assert finish.citations == ()
+
+
+async def test_same_question_same_answer(starter_kb: None) -> None:
+    first = await ask("my phone with the authenticator app was stolen")
+    second = await ask("my phone with the authenticator app was stolen")
+    assert first == second
+    assert first[1].citations[0]["id"] == "kb_004"
+
+
+async def test_answers_within_20_ms(starter_kb: None) -> None:
+    await ask("warm up the connection")
+    timings = []
+    for question in ["I forgot my password", "what does NB-1042 mean", "open a ticket please"]:
+        started = time.perf_counter()
+        await ask(question)
+        timings.append((time.perf_counter() - started) * 1000)
+    assert statistics.median(timings) < 20
+
+
+@pytest.mark.parametrize(
+    ("text", "open_ticket", "ticket_id", "human"),
+    [
+        ("Can you create a support ticket for me?", True, None, False),
+        ("I'd like to file a new ticket", True, None, False),
+        ("I want to report a bug in the iOS app", True, None, False),
+        ("raise a case please", True, None, False),
+        ("What's the status of TKT-9Z8Y7X?", False, "TKT-9Z8Y7X", False),
+        ("ticket tkt-abcd1234 still open?", False, "TKT-ABCD1234", False),
+        ("let me talk to a human", False, None, True),
+        ("can I speak with an agent", False, None, True),
+        ("is there a real person there?", False, None, True),
+        ("I need a representative", False, None, True),
+        ("please escalate this", False, None, True),
+        ("open a ticket and let me talk to someone", True, None, True),
+        ("my tickets to the conference", False, None, False),
+        ("how do I open a shared folder", False, None, False),
+        ("the agent app on my server", False, None, False),
+    ],
+)
+def test_intents(text: str, open_ticket: bool, ticket_id: str | None, human: bool) -> None:
+    intents = detect_intents(text)
+    assert (intents.open_ticket, intents.ticket_id, intents.human) == (
+        open_ticket,
+        ticket_id,
+        human,
+    )
+
+
+def test_greeting_and_thanks_are_whole_messages_only() -> None:
+    assert detect_intents("hi there!").greeting
+    assert detect_intents("Good morning").greeting
+    assert not detect_intents("hi, my sync is broken").greeting
+    assert detect_intents("Thank you!").thanks
+    assert detect_intents("ok thanks").thanks
+    assert not detect_intents(
+        "thanks, but my invoice is still wrong and I was charged twice"
+    ).thanks
+
+
+def test_request_phrasing_is_not_searched() -> None:
+    assert search_text("What's the status of TKT-1A2B3C?") == "What's the of ?"
+    assert search_text("open a ticket: sync fails with NB-1500") == ": sync fails with NB-1500"
+    assert search_text("how do I reset my password") == "how do I reset my password"

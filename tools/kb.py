@@ -1,0 +1,822 @@
+"""Knowledge-base services: ranked full-text search over articles, and importing Markdown files.
+
+Search runs in the database: SQLite FTS5 (``bm25``) on the embedded default, PostgreSQL full-text
+search in production (the index itself is built by ``tools/migrations/0002_search_index.py``).
+User text never reaches a query language verbatim: it is cut into words, stop words are dropped,
+each remaining word (or hyphenated group such as ``NB-1042``) becomes one quoted phrase, and the
+phrases are OR-ed, so a partial match ranks lower instead of matching nothing. A few support
+synonyms ("stolen" -> "lost") and neighbouring word pairs ("public link") are added as evidence.
+
+Both databases score the same model: per term, a BM25 term-frequency saturation over weighted
+title/tags/body occurrences times a Lucene-style IDF, plus a bonus for title and tag hits, summed
+over the question's words. FTS5's bm25() and PostgreSQL's ts_rank_cd() supply the per-term
+frequencies; the IDF comes from per-term match counts. Past ``CANDIDATE_BUDGET`` matching
+articles only the articles holding the rarest words are ranked (see ``_candidate_terms``).
+
+Relevance (0..1) is the article's BM25-style score divided by the best score any article could
+reach for the same query (every term saturated): "how much of what was asked this article
+covers, and how strongly". It is comparable across queries, which a best-hit-is-1.0 scaling is
+not, so callers can apply one threshold ("nothing relevant") whatever the query length.
+"""
+
+# The SQL below is assembled from constants and %s placeholders only; user text is always a
+# bound parameter (and reaches FTS5 only as quoted letters and digits, see _fts5_phrase).
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import itertools
+import json
+import math
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import URLValidator
+from django.db import connection, transaction
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tools.models import ARTICLE_ID_MAX, Article
+
+MAX_RESULTS_LIMIT = 20
+CANDIDATE_BUDGET = 500  # see _candidate_terms
+MAX_QUERY_TERMS = 24  # a 500-character question rarely has more content words; bounds the cost
+
+# BM25 saturation constant, as in FTS5's built-in bm25() (k1 = 1.2, b = 0.75).
+_K1 = 1.2
+# Per-occurrence weights (title, tags, body): a title hit counts as ten body hits. On
+# PostgreSQL the same as ts_rank_cd weights, ordered {D, C, B, A} = {-, tags, body, title}.
+_SQLITE_WEIGHTS = "10.0, 5.0, 1.0"
+_PG_WEIGHTS = "{0.0, 0.5, 0.1, 1.0}"
+# The title-and-tags bonus: its weights, and what it adds relative to the main score.
+_SQLITE_TITLE_WEIGHTS = "1.0, 1.0, 0.0"
+_PG_TITLE_WEIGHTS = "{0.0, 0.1, 0.0, 0.1}"
+_TITLE_BONUS = 1.5
+# Support vocabulary that the articles word differently ("stolen" phone, "lost" phone). A
+# synonym joins its word's group, which scores its best member, so it never counts twice; keep
+# the list short and unsurprising. Word pairs weigh less than words: they only break ties
+# between articles that mention the same words apart.
+SYNONYM_WEIGHT = 1.0
+PAIR_WEIGHT = 0.3
+# An error code or identifier ("NB-1042", "HTTP-429", "AES-256") names one thing; in a small
+# knowledge base its IDF barely beats a word like "error" that every troubleshooting page uses.
+CODE_WEIGHT = 1.5
+MAX_PAIRS = 8
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "stolen": ("lost",),
+    "missing": ("lost",),
+    "money": ("refund",),
+    "reimburse": ("refund",),
+    "down": ("outage",),
+    "close": ("delete",),
+    "erase": ("delete",),
+    "wipe": ("delete",),
+    "undelete": ("restore", "trash"),
+    "recover": ("restore",),
+    "cost": ("price",),
+    "costs": ("price",),
+    "expensive": ("price",),
+    "cheap": ("price",),
+    "bill": ("invoice",),
+    "receipt": ("invoice",),
+    "login": ("sign in",),
+    "logon": ("sign in",),
+    "signin": ("sign in",),
+    "mfa": ("2fa",),
+    "two factor": ("two step", "2fa"),
+    "otp": ("authenticator",),
+    "unsubscribe": ("cancel",),
+    "hacked": ("compromised",),
+    "iphone": ("ios",),
+    "ipad": ("ios",),
+    "pictures": ("photos",),
+    "employee": ("user",),
+    "employees": ("users",),
+}
+
+# English function words plus the filler of support questions ("how do I", "can you help me").
+# Dropping them keeps "how do I reset my password?" about passwords, not about "do" and "my".
+_STOP_WORDS_TEXT = """
+    a about above after again against all also am an and any anyone anything are aren as at be
+    because been before being below between both but by can cannot cant could couldn did didn do
+    does doesn doing don down during each either else even ever every few for from further get
+    gets getting got had hadn has hasn have haven having he hello help her here hers herself hey hi
+    him himself his how i if in into is isn it its itself just know let like ll m me might mine
+    more most much must mustn my myself need needs no nor not now of off on once only or other our
+    ours ourselves out over own please possible re really s same shall she should shouldn so some
+    someone something still such t tell than thank thanks that the their theirs them themselves
+    then there these they thing this those through to too trying try under until up us ve very
+    want wants was wasn way we were weren what whats when where which while who whom why will with
+    won would wouldn you your yours yourself yourselves
+"""
+STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())
+
+_TOKEN_RE = re.compile(r"[^\W_]+")  # what FTS5 unicode61 calls a token: letters and digits
+_CODE_RE = re.compile(r"(?=.*\d)(?=.*[^\W\d_])[^\W_]+(-[^\W_]+)*|\d{3,}")
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'"})
+
+
+@dataclass(frozen=True)
+class ArticleHit:
+    id: str
+    title: str
+    url: str
+    category: str
+    tags: list[str]
+    language: str
+    updated: dt.date
+    relevance: float
+    content: str
+    passage: str
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[ArticleHit]
+    total: int
+
+
+@dataclass(frozen=True)
+class Term:
+    """One searchable word (or hyphen group, or a synonym of one) of a query."""
+
+    tokens: tuple[str, ...]  # as FTS5's unicode61 splits it: ("nb", "1042")
+    text: str  # as written, lower-case ("nb-1042"): PostgreSQL's parser splits it its own way
+    group: int  # the asked word this term stands for; a group scores its best member
+    weight: float = 1.0  # multiplies the term's score (word pairs weigh less)
+    bonus: bool = False  # extra evidence that does not count toward the maximum score
+
+
+def _fold(word: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
+
+
+def query_terms(text: str) -> list[Term]:
+    """The searchable terms of free text: stop words dropped, synonyms and word pairs added."""
+    terms: dict[tuple[str, ...], Term] = {}
+    asked: list[Term] = []
+    for chunk in text.translate(_APOSTROPHES).lower().split():
+        # "what's", "don't", "nimbus's": the part before the apostrophe carries the meaning.
+        chunk = chunk.split("'", 1)[0]
+        found = list(_TOKEN_RE.finditer(chunk))
+        tokens = tuple(m.group() for m in found)
+        if not tokens or tokens in terms or len(terms) >= MAX_QUERY_TERMS:
+            continue
+        group = len(asked)
+        # A synonym applies even to a stop word: "is it down?" is about an outage.
+        synonyms = [tuple(s.split()) for s in SYNONYMS.get(" ".join(tokens), ())]
+        if len(tokens) > 1 or (tokens[0] not in STOP_WORDS and len(tokens[0]) > 1):
+            written = chunk[found[0].start() : found[-1].end()]
+            weight = CODE_WEIGHT if _CODE_RE.fullmatch(written) else 1.0
+            terms[tokens] = Term(tokens=tokens, text=written, group=group, weight=weight)
+            asked.append(terms[tokens])
+        elif synonyms:
+            asked.append(Term(tokens=tokens, text="", group=group, weight=0.0))
+        # "réset" also as "reset": FTS5 folds diacritics on both sides, PostgreSQL's english
+        # configuration on neither, so the folded spelling finds unaccented articles there.
+        folded = tuple(_fold(token) for token in tokens)
+        if folded != tokens and group < len(asked) and asked[group].weight:
+            synonyms.append(folded)
+        for key in synonyms:
+            terms.setdefault(key, Term(key, " ".join(key), group, SYNONYM_WEIGHT))
+    # Neighbouring words of the question found side by side in an article ("public link",
+    # "close-account") are extra evidence. A bonus only: they do not raise the maximum score.
+    pairs = [(a, b) for a, b in itertools.pairwise(asked) if a.weight and b.weight]
+    for offset, (first, second) in enumerate(pairs[:MAX_PAIRS]):
+        key = first.tokens + second.tokens
+        if key not in terms:
+            terms[key] = Term(key, " ".join(key), len(asked) + offset, PAIR_WEIGHT, bonus=True)
+    return list(terms.values())
+
+
+def search_articles(
+    *,
+    query: str,
+    max_results: int = 5,
+    category: str | None = None,
+    language: str | None = None,
+    tags: list[str] | None = None,
+) -> SearchResult:
+    """Rank articles for a natural-language query; the best ``max_results`` with passages."""
+    if not 1 <= max_results <= MAX_RESULTS_LIMIT:
+        raise ValueError(f"max_results must be within 1..{MAX_RESULTS_LIMIT}")
+    terms = query_terms(query)
+    if not terms:
+        return SearchResult(hits=[], total=0)
+    filters = _Filters(
+        category=category.strip().lower() if category else None,
+        language=language.strip().lower() if language else None,
+        tags=sorted({t.strip().lower() for t in tags or [] if t.strip()}),
+    )
+    if connection.vendor == "postgresql":
+        with transaction.atomic(), connection.cursor() as cursor:
+            # The planner prices a sequential scan's ``@@`` as cheap, but each one decompresses
+            # a stored tsvector; the GIN index answers the same without touching most rows.
+            # Transaction-local, and put back in case an outer transaction goes on.
+            cursor.execute(
+                "SELECT current_setting('enable_seqscan'),"
+                " set_config('enable_seqscan', 'off', true)"
+            )
+            previous = cursor.fetchone()[0]
+            try:
+                rows, total, max_score = _search_postgres(
+                    terms=terms, filters=filters, limit=max_results
+                )
+            finally:
+                cursor.execute("SELECT set_config('enable_seqscan', %s, true)", [previous])
+    else:
+        rows, total, max_score = _search_sqlite(terms=terms, filters=filters, limit=max_results)
+    hits = [
+        ArticleHit(
+            id=row["id"],
+            title=row["title"],
+            url=row["url"],
+            category=row["category"],
+            tags=row["tags"],
+            language=row["language"],
+            updated=row["updated"],
+            relevance=round(min(1.0, row["score"] / max_score), 4) if max_score > 0 else 0.0,
+            content=row["content"],
+            passage=best_passage(content=row["content"], terms=terms),
+        )
+        for row in rows
+    ]
+    return SearchResult(hits=hits, total=total)
+
+
+@dataclass(frozen=True)
+class _Filters:
+    category: str | None
+    language: str | None
+    tags: list[str]
+
+
+_COLUMNS = ("id", "title", "url", "category", "tags", "language", "updated", "content")
+
+
+def _idf(*, docs: int, matching: int) -> float:
+    # Lucene's BM25 IDF, always positive. FTS5's own bm25() floors the IDF of a word found in
+    # more than half the articles to nearly zero, which on a 40-article knowledge base silences
+    # "sign" and "email"; its per-term output is rescaled to this IDF instead.
+    return math.log(1 + (docs - matching + 0.5) / (matching + 0.5))
+
+
+def _max_score(terms: list[Term], idfs: list[float]) -> float:
+    best: dict[int, float] = {}
+    for term, idf in zip(terms, idfs, strict=True):
+        if term.bonus:
+            continue
+        best[term.group] = max(best.get(term.group, 0.0), term.weight * idf)
+    return sum(best.values()) * (_K1 + 1) * (1 + _TITLE_BONUS)
+
+
+def _fts5_phrase(term: Term) -> str:
+    # Tokens hold only letters and digits, so this double-quoted FTS5 string is always
+    # well-formed and can carry no operator, column filter or syntax error.
+    return '"' + " ".join(term.tokens) + '"'
+
+
+def _search_sqlite(
+    *, terms: list[Term], filters: _Filters, limit: int
+) -> tuple[list[dict[str, Any]], int, float]:
+    phrases = [_fts5_phrase(t) for t in terms]
+    counts = ", ".join(
+        "(SELECT count(*) FROM tools_article_fts WHERE tools_article_fts MATCH %s)" for _ in terms
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT (SELECT count(*) FROM tools_article), {counts}", phrases)
+        docs, *frequencies = cursor.fetchone()
+    present = [i for i, n in enumerate(frequencies) if n]
+    if not present:
+        return [], 0, 0.0
+    idfs = [_idf(docs=docs, matching=n) for n in frequencies]
+    max_score = _max_score(terms, idfs)
+
+    chosen = _candidate_terms(frequencies=frequencies, present=present)
+    candidates = " OR ".join(phrases[i] for i in chosen) if chosen else None
+    raw, total = _rank_sqlite(
+        terms=terms,
+        phrases=phrases,
+        docs=docs,
+        frequencies=frequencies,
+        idfs=idfs,
+        present=present,
+        candidates=candidates,
+        filters=filters,
+        limit=limit,
+    )
+    return _rows(raw), total, max_score
+
+
+def _candidate_terms(*, frequencies: list[int], present: list[int]) -> list[int] | None:
+    """The rarest terms whose articles are the only ones ranked, or None to rank all.
+
+    Scoring every article that shares one common word ("file") with the question costs a
+    ranking call per article and term: 30 ms on SQLite and far more on PostgreSQL at 10,000
+    articles. Past CANDIDATE_BUDGET matches, only the articles holding one of the rarest words
+    (together about CANDIDATE_BUDGET of them; the best-ranked ones when even the rarest word
+    is that common) are ranked, each by all the words. An article with none of those words
+    lacks the question's most specific words, and its score is bounded by the common ones.
+    Below the budget, which covers the whole starter knowledge base, ranking is exhaustive.
+    """
+    if sum(frequencies[i] for i in present) <= CANDIDATE_BUDGET:
+        return None
+    rarest = sorted(present, key=lambda i: (frequencies[i], i))
+    chosen = rarest[:1]
+    for i in rarest[1:]:
+        if sum(frequencies[c] for c in chosen) + frequencies[i] > CANDIDATE_BUDGET:
+            break
+        chosen.append(i)
+    return chosen
+
+
+def _sqlite_filters(filters: _Filters) -> tuple[str, list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if filters.category:
+        where.append("a.category = %s")
+        params.append(filters.category)
+    if filters.language:
+        where.append("a.language = %s")
+        params.append(filters.language)
+    if filters.tags:
+        marks = ", ".join(["%s"] * len(filters.tags))
+        where.append(f"EXISTS (SELECT 1 FROM json_each(a.tags) WHERE value IN ({marks}))")
+        params.extend(filters.tags)
+    return " AND ".join(where), params
+
+
+def _rank_sqlite(
+    *,
+    terms: list[Term],
+    phrases: list[str],
+    docs: int,
+    frequencies: list[int],
+    idfs: list[float],
+    present: list[int],
+    candidates: str | None,
+    filters: _Filters,
+    limit: int,
+) -> tuple[list[tuple[Any, ...]], int]:
+    """The best ``limit`` rows (columns, score) and the match count; all articles, or only
+    those matching the FTS5 expression ``candidates``."""
+    condition, filter_params = _sqlite_filters(filters)
+    join = "JOIN tools_article a ON a.rowid = tools_article_fts.rowid" if condition else ""
+    ctes, params = [], []
+    if candidates is not None:
+        ctes.append(
+            "cand AS MATERIALIZED (SELECT tools_article_fts.rowid AS rid FROM tools_article_fts"
+            f" {join} WHERE tools_article_fts MATCH %s{' AND ' + condition if condition else ''}"
+            # Even the rarest word can be common: then its best-ranked articles stand for it.
+            f" ORDER BY bm25(tools_article_fts, {_SQLITE_WEIGHTS}) LIMIT {CANDIDATE_BUDGET})"
+        )
+        params += [candidates, *filter_params]
+    elif condition:
+        ctes.append(
+            f"cand AS MATERIALIZED (SELECT a.rowid AS rid FROM tools_article a WHERE {condition})"
+        )
+        params += filter_params
+    source = "tools_article_fts"
+    if ctes:
+        # The FTS table first, the candidates looked up by row id: bm25() then runs only for
+        # the rows that survive the join.
+        source += " CROSS JOIN cand ON cand.rid = tools_article_fts.rowid"
+
+    # One bm25() per term (a single-phrase query), divided by FTS5's own IDF for that phrase to
+    # get the saturated term frequency back, times our IDF; the best term of each synonym group
+    # counts. The second bm25() sees only title and tags: a word there adds a bonus, because
+    # with saturation a body that repeats a word would otherwise tie with a title naming it.
+    selects = []
+    for i in present:
+        fts5_idf = max(1e-6, math.log((docs - frequencies[i] + 0.5) / (frequencies[i] + 0.5)))
+        score = f"-bm25(tools_article_fts, {_SQLITE_WEIGHTS})"
+        if not terms[i].bonus:
+            score += f" - {_TITLE_BONUS} * bm25(tools_article_fts, {_SQLITE_TITLE_WEIGHTS})"
+        selects.append(
+            f"SELECT tools_article_fts.rowid AS rid, %s AS grp, %s * ({score}) AS s"
+            f" FROM {source} WHERE tools_article_fts MATCH %s"
+        )
+        params += [terms[i].group, terms[i].weight * idfs[i] / fts5_idf, phrases[i]]
+    ctes.append(f"matches AS MATERIALIZED ({' UNION ALL '.join(selects)})")
+    if candidates is None:
+        total_sql, total_params = "(SELECT count(*) FROM scored)", []
+    else:
+        total_sql = (
+            f"(SELECT count(*) FROM tools_article_fts {join} WHERE tools_article_fts MATCH %s"
+            f"{' AND ' + condition if condition else ''})"
+        )
+        total_params = [" OR ".join(phrases[i] for i in present), *filter_params]
+    # Rank on row ids alone and join the few winners to their rows last, so neither the
+    # grouping nor the sort ever carries article bodies.
+    sql = f"""
+        WITH {", ".join(ctes)},
+        best AS (SELECT rid, grp, max(s) AS s FROM matches GROUP BY rid, grp),
+        scored AS MATERIALIZED (SELECT rid, sum(s) AS score FROM best GROUP BY rid),
+        top AS (SELECT rid, score FROM scored ORDER BY score DESC, rid LIMIT %s)
+        SELECT {", ".join("a." + c for c in _COLUMNS)}, top.score, {total_sql}
+        FROM top JOIN tools_article a ON a.rowid = top.rid
+        ORDER BY top.score DESC, a.id
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit, *total_params])
+        raw = cursor.fetchall()
+    return raw, (raw[0][len(_COLUMNS) + 1] if raw else 0)
+
+
+def _rows(raw: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    n = len(_COLUMNS)
+    return [_row(r[:n], score=float(r[n])) for r in raw]
+
+
+def _pg_tsquery(term: Term) -> tuple[str, list[str]]:
+    spaced = " ".join(term.tokens)
+    if term.text == spaced:
+        return "phraseto_tsquery('english', %s)", [spaced]
+    # PostgreSQL reads "nb-1042" as 'nb' and '-1042' but "sign-in" as 'sign-in' and 'sign':
+    # query the hyphen group as written (its own parse) or as separate words.
+    return (
+        "(phraseto_tsquery('english', %s) || phraseto_tsquery('english', %s))",
+        [term.text, spaced],
+    )
+
+
+def _search_postgres(
+    *, terms: list[Term], filters: _Filters, limit: int
+) -> tuple[list[dict[str, Any]], int, float]:
+    queries = [_pg_tsquery(t) for t in terms]
+    counts = ", ".join(
+        f"(SELECT count(*) FROM tools_article WHERE search_vector @@ {q})" for q, _ in queries
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT count(*) FROM tools_article), {counts}",
+            [p for _, ps in queries for p in ps],
+        )
+        docs, *frequencies = cursor.fetchone()
+    present = [i for i, n in enumerate(frequencies) if n]
+    if not present:
+        return [], 0, 0.0
+    idfs = [_idf(docs=docs, matching=n) for n in frequencies]
+
+    def matching(indexes: list[int]) -> tuple[str, list[Any]]:
+        where = [f"a.search_vector @@ ({' || '.join(queries[i][0] for i in indexes)})"]
+        where_params: list[Any] = [p for i in indexes for p in queries[i][1]]
+        if filters.category:
+            where.append("a.category = %s")
+            where_params.append(filters.category)
+        if filters.language:
+            where.append("a.language = %s")
+            where_params.append(filters.language)
+        if filters.tags:
+            where.append("a.tags ?| %s")
+            where_params.append(filters.tags)
+        return " AND ".join(where), where_params
+
+    # Candidates carry their vector decompressed once (``|| ''``): every ts_rank_cd call on
+    # the stored, compressed value would decompress it again.
+    chosen = _candidate_terms(frequencies=frequencies, present=present)
+    all_where, all_params = matching(present)
+    select = "SELECT a.id, a.search_vector || ''::tsvector AS sv FROM tools_article a"
+    if chosen is None:
+        candidates = f"{select} WHERE {all_where}"
+        params: list[Any] = [*all_params]
+        total, total_params = "(SELECT count(*) FROM cand)", []
+    else:
+        cand_where, params = matching(chosen)
+        cand_query = " || ".join(queries[i][0] for i in chosen)
+        candidates = (
+            f"{select} WHERE {cand_where}"
+            f" ORDER BY ts_rank_cd('{_PG_WEIGHTS}', a.search_vector, {cand_query}) DESC, a.id"
+            f" LIMIT {CANDIDATE_BUDGET}"
+        )
+        params += [p for i in chosen for p in queries[i][1]]
+        total, total_params = (
+            f"(SELECT count(*) FROM tools_article a WHERE {all_where})",
+            all_params,
+        )
+
+    # The model of the SQLite side, spelled out, since PostgreSQL's rankings know no document
+    # frequency: ts_rank_cd of one term, with weights scaled to 10 per title occurrence, 5 per
+    # tag and 1 per body occurrence, is the term frequency; it is saturated BM25-style and
+    # multiplied by the IDF, plus the title-and-tags bonus, and the best term of each synonym
+    # group counts. Unlike FTS5's bm25() it skips length normalisation: the average vector
+    # length would cost a scan decompressing every article per query, and help-centre articles
+    # are of similar length (the ranking tests pass on both databases either way).
+    columns: list[str] = []
+    members: dict[int, list[str]] = {}
+    for i in present:
+        term, (q, q_params) = terms[i], queries[i]
+        parts = [(_PG_WEIGHTS, 1.0)]
+        if not term.bonus:
+            parts.append((_PG_TITLE_WEIGHTS, _TITLE_BONUS))
+        saturated = []
+        for weights, factor in parts:
+            name = f"r{len(columns)}"
+            columns.append(f"10 * ts_rank_cd('{weights}', sv, {q}, 0) AS {name}")
+            params += q_params
+            coefficient = term.weight * idfs[i] * factor * (_K1 + 1)
+            saturated.append(f"{coefficient!r} * {name} / ({name} + {_K1})")
+        members.setdefault(term.group, []).append(" + ".join(saturated))
+    score = " + ".join(f"greatest({', '.join(m)})" for m in members.values())
+    sql = f"""
+        WITH cand AS MATERIALIZED ({candidates}),
+        ranks AS MATERIALIZED (
+            SELECT id, {", ".join(columns)} FROM cand
+        )
+        SELECT {", ".join("a." + c for c in _COLUMNS)}, {score} AS score, {total}
+        FROM ranks JOIN tools_article a ON a.id = ranks.id
+        ORDER BY score DESC, a.id
+        LIMIT %s
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *total_params, limit])
+        raw = cursor.fetchall()
+    return _rows(raw), (raw[0][len(_COLUMNS) + 1] if raw else 0), _max_score(terms, idfs)
+
+
+def _row(values: Sequence[Any], *, score: float) -> dict[str, Any]:
+    row = dict(zip(_COLUMNS, values, strict=True))
+    # Raw SQL bypasses the model's field conversion: JSON arrives as text, SQLite dates as ISO.
+    tags = json.loads(row["tags"]) if isinstance(row["tags"], str) else row["tags"]
+    row["tags"] = list(tags or [])
+    if isinstance(row["updated"], str):
+        row["updated"] = dt.date.fromisoformat(row["updated"])
+    row["score"] = score
+    return row
+
+
+# --- passages ---------------------------------------------------------------------------------
+
+PASSAGE_CHARS = 400
+_HEADING_RE = re.compile(r"^(#{1,6})\s+(.*\S)\s*$")
+_SUFFIXES = ("ingly", "edly", "ings", "ing", "ies", "ied", "ed", "es", "ly", "s")
+
+
+@functools.lru_cache(maxsize=65536)
+def _stem(word: str) -> str:
+    # A light suffix strip, enough to pair "resetting" with "reset" when picking a paragraph
+    # (the database's Porter stemmer chose the article; this only picks the paragraph).
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
+                word = word[:-1]  # "resett" -> "reset", "shipp" -> "ship"
+            break
+    return word
+
+
+def _stems(text: str) -> frozenset[str]:
+    return frozenset(_stem(w) for w in _TOKEN_RE.findall(text.lower()))
+
+
+def _blocks(content: str) -> list[tuple[str, str]]:
+    """(section heading, block) pairs: paragraphs, whole lists and tables, code blocks.
+
+    The level-1 heading is the article's title, so blocks under it carry no heading.
+    """
+    blocks: list[tuple[str, str]] = []
+    heading, fenced = "", False
+    lines: list[str] = []
+
+    def flush() -> None:
+        text = "\n".join(lines).strip()
+        if text:
+            blocks.append((heading, text))
+        lines.clear()
+
+    for line in content.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            lines.append(line)
+            continue
+        match = None if fenced else _HEADING_RE.match(line)
+        if match:
+            flush()
+            heading = match.group(2) if len(match.group(1)) > 1 else ""
+        elif not line.strip() and not fenced:
+            flush()
+        else:
+            lines.append(line)
+    flush()
+    return blocks
+
+
+def _shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    # End on a sentence or line when one ends in the last third, else on a word.
+    stop = max(cut.rfind(". "), cut.rfind("\n"))
+    if stop >= limit * 2 // 3:
+        return cut[: stop + 1].rstrip()
+    return cut.rsplit(" ", 1)[0].rstrip(" ,;:") + "…"
+
+
+@functools.lru_cache(maxsize=4096)
+def _analysed(content: str) -> tuple[tuple[str, str, frozenset[str], frozenset[str]], ...]:
+    # Cached per article text: the same few articles answer most questions.
+    return tuple((h, text, _stems(text), _stems(h)) for h, text in _blocks(content))
+
+
+def best_passage(*, content: str, terms: list[Term], limit: int = PASSAGE_CHARS) -> str:
+    """The paragraph of ``content`` that best matches ``terms`` (heading-prefixed, ≤ ``limit``)."""
+    blocks = _analysed(content)
+    if not blocks:
+        return ""
+    wanted = {_stem(token) for term in terms for token in term.tokens}
+
+    def score(index: int) -> tuple[float, int]:
+        _heading, _text, text_stems, heading_stems = blocks[index]
+        # Earlier blocks win ties: introductions summarise.
+        return len(wanted & text_stems) + 0.5 * len(wanted & heading_stems), -index
+
+    best = max(range(len(blocks)), key=score)
+    if score(best)[0] == 0:
+        # Only the title matched: the opening paragraph says what the article is about.
+        best = 0
+    heading, text = blocks[best][:2]
+    lines = text.splitlines()
+    if len(lines) > 3 and all(line.lstrip().startswith("|") for line in lines):
+        # A table: its header and the rows that match best ("| NB-1500 | Can't connect |").
+        matches = [len(wanted & _stems(row)) for row in lines[2:]]
+        most = max(matches)
+        rows = [row for row, n in zip(lines[2:], matches, strict=True) if n == most and most]
+        text = "\n".join(lines[:2] + (rows or lines[2:]))
+    # A short paragraph ("Reviews take 3 days.") says more with its neighbour in the section.
+    following = best + 1
+    while len(text) < limit // 2 and following < len(blocks) and blocks[following][0] == heading:
+        text = f"{text}\n\n{blocks[following][1]}"
+        following += 1
+    return _shorten(f"{heading}: {text}" if heading else text, limit)
+
+
+# --- import -----------------------------------------------------------------------------------
+
+_FRONT_MATTER_RE = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)(.*)\Z", re.DOTALL)
+_url_validator = URLValidator(schemes=["http", "https"])
+
+
+class FrontMatter(BaseModel):
+    """The YAML header of an article file; unknown keys are ignored for forward compatibility."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    id: str | None = Field(None, pattern=rf"^kb_[A-Za-z0-9_-]{{1,{ARTICLE_ID_MAX - 3}}}$")
+    title: str = Field(min_length=1, max_length=300)
+    category: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    tags: list[str] = Field(default_factory=list, max_length=32)
+    url: str = Field("", max_length=500)
+    language: str = Field("en", pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})*$")
+    updated: dt.date | None = None
+
+    @field_validator("category", "language", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        tags = [tag.strip().lower() for tag in value]
+        if any(not tag or len(tag) > 64 for tag in tags):
+            raise ValueError("each tag must be 1 to 64 characters")
+        return list(dict.fromkeys(tags))
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value:
+            try:
+                _url_validator(value)
+            except DjangoValidationError as exc:
+                raise ValueError("must be an http(s) URL") from exc
+        return value
+
+    @field_validator("updated", mode="before")
+    @classmethod
+    def _date_only(cls, value: object) -> object:
+        # YAML reads "2026-03-17 10:00" as a datetime; the article keeps its day.
+        return value.date() if isinstance(value, dt.datetime) else value
+
+
+@dataclass(frozen=True)
+class ImportProblem:
+    file: str
+    message: str
+
+
+@dataclass
+class ImportReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    # Markdown files without front matter (a README): not articles, not errors.
+    skipped: list[str] = field(default_factory=list)
+    errors: list[ImportProblem] = field(default_factory=list)
+
+    @property
+    def imported(self) -> int:
+        return len(self.created) + len(self.updated) + len(self.unchanged)
+
+
+class _NotAnArticle(Exception):
+    pass
+
+
+_IMPORTED_FIELDS = ("title", "content", "url", "category", "tags", "language", "updated")
+
+
+def parse_article_file(path: Path) -> dict[str, Any]:
+    """The article fields of one Markdown file; raises ValueError saying what is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError("not UTF-8 text") from exc
+    match = _FRONT_MATTER_RE.match(text)
+    if not match:
+        if text.startswith("---"):
+            raise ValueError("front matter is not closed by a '---' line")
+        raise _NotAnArticle
+    try:
+        header = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (front matter line {where.line + 1})" if where is not None else ""
+        raise ValueError(f"front matter is not valid YAML{line}") from exc
+    if not isinstance(header, dict):
+        raise ValueError("front matter must be a YAML mapping of fields")
+    try:
+        meta = FrontMatter.model_validate(header)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'front matter'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ValueError(problems) from exc
+    body = match.group(2).strip()
+    if not body:
+        raise ValueError("the article has no body")
+    updated = meta.updated or dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).date()
+    return {
+        # No id in the file: derive one from its name, so importing it again updates, not adds.
+        "id": meta.id or "kb_" + re.sub(r"[^A-Za-z0-9_-]", "-", path.stem)[: ARTICLE_ID_MAX - 3],
+        "title": meta.title,
+        "content": body,
+        "url": meta.url,
+        "category": meta.category,
+        "tags": meta.tags,
+        "language": meta.language,
+        "updated": updated,
+    }
+
+
+def import_articles(*, path: Path) -> ImportReport:
+    """Upsert every ``*.md`` article under ``path`` (a folder or one file) by id; idempotent."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    files = [path] if path.is_file() else sorted(path.glob("*.md"))
+    report = ImportReport()
+    parsed: dict[str, tuple[str, dict[str, Any]]] = {}
+    for file in files:
+        try:
+            values = parse_article_file(file)
+        except _NotAnArticle:
+            report.skipped.append(file.name)
+            continue
+        except (ValueError, OSError) as exc:
+            report.errors.append(ImportProblem(file=file.name, message=str(exc)))
+            continue
+        if values["id"] in parsed:
+            first = parsed[values["id"]][0]
+            report.errors.append(
+                ImportProblem(file=file.name, message=f"id {values['id']} is also used by {first}")
+            )
+            continue
+        parsed[values["id"]] = (file.name, values)
+
+    with transaction.atomic():
+        existing = Article.objects.in_bulk(list(parsed))
+        new: list[Article] = []
+        for article_id, (_name, values) in parsed.items():
+            article = existing.get(article_id)
+            if article is None:
+                new.append(Article(**values))
+                report.created.append(article_id)
+                continue
+            changed = [f for f in _IMPORTED_FIELDS if getattr(article, f) != values[f]]
+            if not changed:
+                report.unchanged.append(article_id)
+                continue
+            for name in changed:
+                setattr(article, name, values[name])
+            article.save(update_fields=[*changed, "modified"])
+            report.updated.append(article_id)
+        Article.objects.bulk_create(new, batch_size=500)
+    return report
