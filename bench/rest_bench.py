@@ -151,6 +151,7 @@ def start_stack(tmp: Path) -> tuple[list[subprocess.Popen[bytes]], str, str, str
         ],
         cwd=ROOT,
         env=env,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     wait_port(model_port)

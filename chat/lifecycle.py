@@ -17,11 +17,11 @@ from typing import Any
 import structlog
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
-from django.db import transaction
 from django.utils import timezone
 
 from chat.models import ChatSession, Message, SessionArchive
 from chat.sessions import ms
+from supportbot.db import write_transaction
 
 log = structlog.get_logger("chat.lifecycle")
 
@@ -101,7 +101,7 @@ def expire_sessions(*, now: datetime | None = None, batch: int = 100) -> int:
         except Exception:
             log.exception("archive_failed", session_id=session_id)
             continue
-        with transaction.atomic():
+        with write_transaction():
             ChatSession.objects.filter(pk=session_id, expires_at__lte=now).delete()
         done += 1
     return done

@@ -17,11 +17,11 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import transaction
 
 from chat.llm.base import CompletionRequest, Finish, ProviderError, TextDelta
 from chat.models import ChatSession, Message
 from chat.tokens import count_message_tokens, count_tokens
+from supportbot.db import write_transaction
 
 log = structlog.get_logger("chat.memory")
 
@@ -37,12 +37,12 @@ def load_prompt(name: str) -> str:
     return (PROMPT_DIR / f"{name}.md").read_text(encoding="utf-8").strip()
 
 
-def _as_chat_message(message: Message) -> dict[str, Any]:
-    if message.role == Message.Role.USER:
-        return {"role": "user", "content": message.content}
-    if message.role == Message.Role.STAFF:
-        return {"role": "assistant", "content": f"[Human support agent] {message.content}"}
-    return {"role": "assistant", "content": message.content}
+def _as_chat_message(role: str, content: str) -> dict[str, Any]:
+    if role == Message.Role.USER:
+        return {"role": "user", "content": content}
+    if role == Message.Role.STAFF:
+        return {"role": "assistant", "content": f"[Human support agent] {content}"}
+    return {"role": "assistant", "content": content}
 
 
 def _summary_message(summary: str) -> dict[str, Any]:
@@ -52,7 +52,8 @@ def _summary_message(summary: str) -> dict[str, Any]:
     }
 
 
-def _history(session: ChatSession, before_seq: int) -> list[Message]:
+def _history(session: ChatSession, before_seq: int) -> list[tuple[int, str, str]]:
+    """(seq, role, content) of the messages between the summary and ``before_seq``."""
     return list(
         Message.objects.filter(
             session=session,
@@ -62,6 +63,7 @@ def _history(session: ChatSession, before_seq: int) -> list[Message]:
         )
         .exclude(status=Message.Status.INCOMPLETE)
         .order_by("seq")
+        .values_list("seq", "role", "content")
     )
 
 
@@ -78,7 +80,7 @@ def build_context(*, session_id: str, current: Message) -> list[dict[str, Any]]:
         kept: list[dict[str, Any]] = []
         first_kept = len(history)
         for index in range(len(history) - 1, -1, -1):
-            item = _as_chat_message(history[index])
+            item = _as_chat_message(history[index][1], history[index][2])
             cost = count_message_tokens(item)
             if used + cost > budget:
                 break
@@ -88,7 +90,7 @@ def build_context(*, session_id: str, current: Message) -> list[dict[str, Any]]:
         if first_kept == 0:
             return [*head, *reversed(kept), tail]
         # Some history does not fit: fold it into the summary first, then build again.
-        fold_extractively(session=session, through_seq=history[first_kept - 1].seq)
+        fold_extractively(session=session, through_seq=history[first_kept - 1][0])
     return [*head, *reversed(kept), tail]
 
 
@@ -121,7 +123,7 @@ def extractive_summary(previous: str, messages: list[Message]) -> str:
 def _save_summary(
     *, session: ChatSession, previous_through: int, through_seq: int, text: str
 ) -> bool:
-    with transaction.atomic():
+    with write_transaction():
         updated = ChatSession.objects.filter(
             pk=session.pk, summarized_through_seq=previous_through
         ).update(summary=text, summarized_through_seq=through_seq)
@@ -227,6 +229,9 @@ def summarize_session(*, session_id: str) -> bool:
 # --- topics -----------------------------------------------------------------------------------
 
 MAX_TOPICS = 5
+# Relevance is a share of the best score the query could reach (tools.kb); a topic needs a
+# clearer match than the offline assistant's "is anything relevant" threshold.
+TOPIC_MIN_RELEVANCE = 0.3
 _RESOLVED = re.compile(
     r"\b(that|it|this)\s+(fixed|solved|worked|did it)\b"
     r"|\b(problem|issue)\s+(is\s+)?(solved|fixed|resolved)\b|\bworks now\b|\ball (sorted|good)\b",
@@ -234,22 +239,28 @@ _RESOLVED = re.compile(
 )
 
 
-def track_topics(*, session: ChatSession, user_text: str) -> None:
-    """Keep ``activeTopics`` (newest first) and move a topic to ``resolvedIssues`` when the
-    customer says it is fixed. Topics are knowledge-base categories of what the customer asks
-    about (the caller saves the session)."""
+def topic_of(text: str) -> str | None:
+    """The knowledge-base category a customer message is about, when one clearly fits."""
     from tools.kb import search_articles
 
+    if _RESOLVED.search(text):
+        return None
+    hits = search_articles(query=text, max_results=1).hits
+    if hits and hits[0].relevance >= TOPIC_MIN_RELEVANCE and hits[0].category:
+        return hits[0].category
+    return None
+
+
+def track_topics(*, session: ChatSession, user_text: str, topic: str | None) -> None:
+    """Keep ``activeTopics`` (newest first) and move a topic to ``resolvedIssues`` when the
+    customer says it is fixed (the caller saves the session; ``topic`` is ``topic_of``'s)."""
     topics = list(session.active_topics)
     if _RESOLVED.search(user_text) and topics:
         done = topics.pop(0)
         if done not in session.resolved_issues:
             session.resolved_issues = [*session.resolved_issues, done]
-    else:
-        hits = search_articles(query=user_text, max_results=1).hits
-        if hits and hits[0].relevance >= 0.5 and hits[0].category:
-            topic = hits[0].category
-            topics = [topic] + [t for t in topics if t != topic]
+    elif topic:
+        topics = [topic] + [t for t in topics if t != topic]
     session.active_topics = topics[:MAX_TOPICS]
 
 

@@ -21,7 +21,7 @@ from django.conf import settings
 from chat.guards import GuardInput, run_guards
 from chat.llm.base import CompletionRequest, Finish, ProviderError, TextDelta, ToolCallRequest
 from chat.llm.chain import get_chain
-from chat.memory import build_context
+from chat.memory import build_context, topic_of
 from chat.models import Message
 from chat.sessions import ms, session_get, validate_metadata
 from chat.store import (
@@ -169,7 +169,11 @@ def _queue_summary(session_id: str) -> None:
 
 
 def _finish(*, session_id: str, token: str, user: Message, answer: AnswerRecord) -> Message:
-    message, due = finish_turn(session_id=session_id, token=token, user=user, answer=answer)
+    # The topic search reads only: done before the write transaction, not inside it.
+    topic = topic_of(user.content)
+    message, due = finish_turn(
+        session_id=session_id, token=token, user=user, answer=answer, topic=topic
+    )
     if due:  # finish_turn has committed: the task sees the new messages
         _queue_summary(session_id)
     return message

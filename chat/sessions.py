@@ -8,11 +8,11 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from chat.guards.validation import unstorable
 from chat.models import ChatSession, Message
+from supportbot.db import write_transaction
 from supportbot.errors import ApiError
 from supportbot.ids import is_session_id
 
@@ -56,7 +56,9 @@ def session_create(*, user_id: str | None = None, metadata: Any = None) -> ChatS
             f"userId {problem or 'is longer than 128 characters'}.",
             details={"field": "userId"},
         )
-    return ChatSession.objects.create(user_id=user_id, metadata=validate_metadata(metadata))
+    metadata = validate_metadata(metadata)
+    with write_transaction():
+        return ChatSession.objects.create(user_id=user_id, metadata=metadata)
 
 
 def session_get(*, session_id: Any, allow_ended: bool = True) -> ChatSession:
@@ -75,7 +77,7 @@ def session_get(*, session_id: Any, allow_ended: bool = True) -> ChatSession:
 
 def session_end(*, session_id: str) -> ChatSession:
     """End a session (409 when it already ended)."""
-    with transaction.atomic():
+    with write_transaction():
         session = session_get(session_id=session_id)
         session = ChatSession.objects.select_for_update().get(pk=session.pk)
         if session.status == ChatSession.Status.ENDED:
@@ -124,9 +126,7 @@ def session_wire(
     session: ChatSession, *, limit: int = 20, offset: int = 0, include_summary: bool = True
 ) -> dict[str, Any]:
     """GET /api/session/{id}: the session and its most recent messages, oldest first."""
-    newest_first = list(
-        session.messages.order_by("-seq")[offset : offset + limit]
-    )
+    newest_first = list(session.messages.order_by("-seq")[offset : offset + limit])
     return {
         "sessionId": session.id,
         "status": session.current_status(),

@@ -15,12 +15,12 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from chat.memory import summary_due, track_topics
 from chat.models import ChatSession, Message
 from chat.sessions import touch_expiry
+from supportbot.db import write_transaction
 from supportbot.errors import ApiError
 
 
@@ -64,7 +64,7 @@ def begin_turn(
 ) -> TurnStarted | TurnReplay | TurnBusy:
     """Take the session's lease and commit the user message, or say why not yet."""
     now = timezone.now()
-    with transaction.atomic():
+    with write_transaction():
         session = _locked_session(session_id)
         leased = session.turn_lease_until is not None and session.turn_lease_until > now
         existing = None
@@ -72,9 +72,7 @@ def begin_turn(
             existing = Message.objects.filter(session=session, request_id=request_id).first()
             if existing is not None and existing.status == Message.Status.ANSWERED:
                 answer = (
-                    existing.replies.filter(role=Message.Role.ASSISTANT)
-                    .order_by("-seq")
-                    .first()
+                    existing.replies.filter(role=Message.Role.ASSISTANT).order_by("-seq").first()
                 )
                 if answer is not None:
                     return TurnReplay(user=existing, answer=answer)
@@ -120,14 +118,14 @@ class AnswerRecord:
 
 
 def finish_turn(
-    *, session_id: str, token: str, user: Message, answer: AnswerRecord
+    *, session_id: str, token: str, user: Message, answer: AnswerRecord, topic: str | None = None
 ) -> tuple[Message, bool]:
     """Store the assistant's answer (whole or cut off), mark the user message, free the lease.
 
     Returns the stored message and whether a summary is now due (the caller queues it).
     """
     now = timezone.now()
-    with transaction.atomic():
+    with write_transaction():
         session = ChatSession.objects.select_for_update().get(pk=session_id)
         message = Message.objects.create(
             id=answer.message_id,
@@ -157,7 +155,7 @@ def finish_turn(
         session.total_tokens += answer.prompt_tokens + answer.completion_tokens
         touch_expiry(session, now)
         if answer.complete:
-            track_topics(session=session, user_text=user.content)
+            track_topics(session=session, user_text=user.content, topic=topic)
         _release(session, token)
         session.save()
         due = summary_due(session) is not None
@@ -166,7 +164,7 @@ def finish_turn(
 
 def fail_turn(*, session_id: str, token: str, user_id: str, error_code: str) -> None:
     """No answer at all: the user message stays, marked unanswered; the lease is freed."""
-    with transaction.atomic():
+    with write_transaction():
         Message.objects.filter(pk=user_id).update(
             status=Message.Status.UNANSWERED, error_code=error_code
         )

@@ -18,7 +18,7 @@ from typing import Any
 
 import openai
 import structlog
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, AsyncStream
 
 from chat.llm.base import (
     CompletionRequest,
@@ -153,7 +153,17 @@ class OpenAIProvider:
         first_token_deadline = loop.time() + self.first_token_timeout
         try:
             async with asyncio.timeout_at(first_token_deadline):
-                stream = await self._openai().chat.completions.create(**self._create_args(request))
+                # The low-level post of the same client, with chunks left as parsed JSON:
+                # chat.completions.create() runs a pure-Python transform over every message
+                # (~34 ms per call at 100 messages) and builds a model object per chunk
+                # (~0.2 ms each); our arguments are plain JSON already.
+                stream = await self._openai().post(
+                    "/chat/completions",
+                    body=self._create_args(request),
+                    cast_to=object,
+                    stream=True,
+                    stream_cls=AsyncStream[object],
+                )
         except TimeoutError:
             raise self._timeout(state) from None
         except (openai.OpenAIError, ValueError) as exc:
@@ -230,40 +240,49 @@ class OpenAIProvider:
         return args
 
     def _absorb(self, chunk: Any, state: _Attempt) -> list[StreamEvent]:
-        """Fold one chunk into the attempt; return the text deltas it carries."""
-        if getattr(chunk, "model", None):
-            state.model = chunk.model
-        usage = getattr(chunk, "usage", None)
-        if usage is not None:
+        """Fold one chunk (parsed JSON) into the attempt; return the text deltas it carries."""
+        try:
+            return self._absorb_json(chunk, state)
+        except (AttributeError, TypeError, KeyError) as exc:
+            # A server speaking something other than OpenAI's chunk format.
+            raise ValueError(f"malformed stream chunk: {type(exc).__name__}") from None
+
+    def _absorb_json(self, chunk: Any, state: _Attempt) -> list[StreamEvent]:
+        if not isinstance(chunk, dict):
+            raise ValueError("a stream chunk is not a JSON object")
+        if isinstance(chunk.get("model"), str) and chunk["model"]:
+            state.model = chunk["model"]
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
             state.usage = Usage(
-                prompt_tokens=usage.prompt_tokens or 0,
-                completion_tokens=usage.completion_tokens or 0,
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                completion_tokens=int(usage.get("completion_tokens") or 0),
             )
         events: list[StreamEvent] = []
-        for choice in chunk.choices or []:
-            delta = choice.delta
-            if delta is not None and delta.content:
-                events.append(TextDelta(delta.content))
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                events.append(TextDelta(content))
                 state.emitted_text = True
                 self._mark_first_token(state)
-            for call_delta in (delta.tool_calls if delta is not None else None) or []:
+            for call_delta in delta.get("tool_calls") or []:
                 self._absorb_tool_call(call_delta, state)
                 self._mark_first_token(state)
-            if choice.finish_reason:
-                state.finish_reason = choice.finish_reason
+            if choice.get("finish_reason"):
+                state.finish_reason = str(choice["finish_reason"])
         return events
 
     @staticmethod
-    def _absorb_tool_call(call_delta: Any, state: _Attempt) -> None:
-        partial = state.tool_calls.setdefault(call_delta.index or 0, _PartialToolCall())
-        if call_delta.id:
-            partial.id = call_delta.id
-        function = call_delta.function
-        if function is not None:
-            if function.name:
-                partial.name += function.name
-            if function.arguments:
-                partial.arguments.append(function.arguments)
+    def _absorb_tool_call(call_delta: dict[str, Any], state: _Attempt) -> None:
+        partial = state.tool_calls.setdefault(int(call_delta.get("index") or 0), _PartialToolCall())
+        if call_delta.get("id"):
+            partial.id = str(call_delta["id"])
+        function = call_delta.get("function") or {}
+        if function.get("name"):
+            partial.name += str(function["name"])
+        if function.get("arguments"):
+            partial.arguments.append(str(function["arguments"]))
 
     def _tool_calls(self, state: _Attempt) -> list[ToolCallRequest]:
         calls = []

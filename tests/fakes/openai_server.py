@@ -214,6 +214,8 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     # We join our handler threads ourselves, with a bound, in FakeOpenAIServer.stop().
     block_on_close = False
+    # socketserver's default backlog of 5 refuses bursts of concurrent clients.
+    request_queue_size = 256
 
     def __init__(self, fake: FakeOpenAIServer) -> None:
         self.fake = fake
@@ -240,6 +242,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     # A safety net for idle keep-alive connections; stop() also shuts sockets down directly.
     timeout = 30
+    # Streamed chunks are small writes: without TCP_NODELAY, Nagle's algorithm and delayed ACKs
+    # hold them back ~40 ms, which a real model server does not do.
+    disable_nagle_algorithm = True
 
     def setup(self) -> None:
         super().setup()
