@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pydantic
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -13,7 +14,7 @@ from ninja import Field, Query, Router, Schema
 
 from chat.pipeline import TokenDelta, TurnDone, TurnEvent, TurnFailed, UserMessageStored, run_turn
 from chat.sessions import ms, session_create, session_end, session_get, session_wire
-from supportbot.errors import ApiError, error_body, now_ms
+from supportbot.errors import ApiError, describe_validation_errors, error_body, now_ms
 from supportbot.ids import CLIENT_REQUEST_ID_RE
 from supportbot.middleware import client_ip, json_error, parse_json_object
 
@@ -56,7 +57,10 @@ def _configuration() -> dict[str, Any]:
 async def create_session(request: HttpRequest) -> JsonResponse:
     # The body is optional (an empty POST opens an anonymous session), so it is parsed here.
     raw = parse_json_object(request.body) if request.body.strip() else {}
-    payload = SessionCreateIn.model_validate(raw)
+    try:
+        payload = SessionCreateIn.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise describe_validation_errors([dict(err) for err in exc.errors()]) from None
     session = await sync_to_async(session_create)(user_id=payload.userId, metadata=payload.metadata)
     request.log_session_id = session.id  # type: ignore[attr-defined]
     body = {

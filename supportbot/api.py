@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import pydantic
 import structlog
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
@@ -13,7 +10,7 @@ from ninja.errors import HttpError, ValidationError
 
 from chat.api import router as chat_router
 from ops.api import router as ops_router
-from supportbot.errors import ApiError
+from supportbot.errors import ApiError, describe_validation_errors
 from supportbot.middleware import json_error, parse_json_object
 from tools.api import router as tools_router
 
@@ -32,31 +29,6 @@ api.add_router("", tools_router)
 api.add_router("", ops_router)
 
 
-def describe_validation_errors(errors: list[dict[str, Any]]) -> ApiError:
-    """Map pydantic/ninja errors onto MISSING_REQUIRED_FIELD / INVALID_FIELD_VALUE / format."""
-    fields = []
-    missing = False
-    for err in errors:
-        loc = [str(part) for part in err.get("loc", ()) if part not in ("body", "payload", "query")]
-        kind = str(err.get("type", ""))
-        if kind == "json_invalid":
-            return ApiError("INVALID_REQUEST_FORMAT", "The body is not valid JSON.")
-        if not loc and kind.endswith("_type"):
-            return ApiError("INVALID_REQUEST_FORMAT", "The body must be a JSON object.")
-        missing = missing or kind == "missing"
-        fields.append({"field": ".".join(loc) or "body", "problem": str(err.get("msg", kind))})
-    names = ", ".join(f["field"] for f in fields)
-    if missing:
-        return ApiError(
-            "MISSING_REQUIRED_FIELD",
-            f"Missing or invalid field(s): {names}.",
-            details={"fields": fields},
-        )
-    return ApiError(
-        "INVALID_FIELD_VALUE", f"Invalid field(s): {names}.", details={"fields": fields}
-    )
-
-
 @api.exception_handler(ApiError)
 def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
     return json_error(request, exc)
@@ -71,12 +43,6 @@ def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpRespons
         except ApiError as error:
             return json_error(request, error)
     return json_error(request, describe_validation_errors(exc.errors))
-
-
-@api.exception_handler(pydantic.ValidationError)
-def _pydantic_error(request: HttpRequest, exc: pydantic.ValidationError) -> HttpResponse:
-    errors: list[dict[str, Any]] = [dict(err) for err in exc.errors()]
-    return json_error(request, describe_validation_errors(errors))
 
 
 @api.exception_handler(HttpError)

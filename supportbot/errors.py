@@ -89,3 +89,31 @@ def error_body(error: ApiError, *, request_id: str, path: str, method: str) -> d
         "path": path,
         "method": method,
     }
+
+
+def describe_validation_errors(errors: list[dict[str, Any]]) -> ApiError:
+    """Map pydantic/ninja errors onto MISSING_REQUIRED_FIELD / INVALID_FIELD_VALUE / format."""
+    fields = []
+    missing = False
+    for err in errors:
+        loc = [str(part) for part in err.get("loc", ())]
+        # ninja prefixes where the value came from (body/query/path) and the parameter name.
+        while loc and loc[0] in ("body", "query", "path", "payload"):
+            loc.pop(0)
+        kind = str(err.get("type", ""))
+        if kind == "json_invalid":
+            return ApiError("INVALID_REQUEST_FORMAT", "The body is not valid JSON.")
+        if not loc and kind.endswith("_type"):
+            return ApiError("INVALID_REQUEST_FORMAT", "The body must be a JSON object.")
+        missing = missing or kind == "missing"
+        fields.append({"field": ".".join(loc) or "body", "problem": str(err.get("msg", kind))})
+    names = ", ".join(f["field"] for f in fields)
+    if missing:
+        return ApiError(
+            "MISSING_REQUIRED_FIELD",
+            f"Missing or invalid field(s): {names}.",
+            details={"fields": fields},
+        )
+    return ApiError(
+        "INVALID_FIELD_VALUE", f"Invalid field(s): {names}.", details={"fields": fields}
+    )
