@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from django.contrib.admin.utils import quote
@@ -35,7 +36,7 @@ def staff_client() -> Client:
 def conversation() -> ChatSession:
     session = ChatSession.objects.create(user_id="customer-42", message_count=4, total_tokens=57)
     # Created out of order: the page must order by seq, not by insertion or time.
-    rows = [
+    rows: list[tuple[int, str, str, dict[str, Any]]] = [
         (3, Message.Role.ASSISTANT, "Third: ticket TKT-1 is open.", {"model": "m1"}),
         (1, Message.Role.USER, "First: my order is late", {"status": Message.Status.ANSWERED}),
         (4, Message.Role.USER, SCRIPT, {"status": Message.Status.PENDING}),

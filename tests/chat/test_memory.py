@@ -72,6 +72,7 @@ async def test_context_never_drops_unsummarised_messages(api, settings, kb):
         await send(api, session_id, f"marker{i} " + "lorem ipsum dolor " * 30)
     session = await ChatSession.objects.aget(pk=session_id)
     current = await Message.objects.filter(session=session, role="user").order_by("-seq").afirst()
+    assert current is not None
     context = await sync_to_async(build_context)(session_id=session_id, current=current)
     session = await ChatSession.objects.aget(pk=session_id)
     assert session.summarized_through_seq > 0

@@ -52,7 +52,7 @@ ALL_CHECKS = (
 
 
 def _ids() -> list[str]:
-    return sorted(message.id for check in ALL_CHECKS for message in check(None))
+    return sorted(str(message.id) for check in ALL_CHECKS for message in check(None))
 
 
 def test_production_settings_raise_nothing(production):
