@@ -35,10 +35,14 @@ run: $(STAMP)
 	@$(PY) manage.py loadkb
 	@$(PY) manage.py ensure_admin
 	@echo "supportbot: http://$(HOST):$(PORT)/  API docs: http://$(HOST):$(PORT)/api/docs"
-	@trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	@# Both run in the background and the shell waits: a trapped signal (Ctrl-C, or make being
+	@# stopped) then reaches the shell at once, and it stops both servers.
+	@trap 'kill $$worker $$web 2>/dev/null; wait $$worker $$web 2>/dev/null' EXIT INT TERM; \
 	$(VENV)/bin/celery -A supportbot worker --beat --loglevel=WARNING --pool=threads --concurrency=4 & \
 	worker=$$!; \
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) supportbot.asgi:application
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) supportbot.asgi:application & \
+	web=$$!; \
+	wait $$web
 
 worker: $(STAMP)
 	$(VENV)/bin/celery -A supportbot worker --loglevel=INFO --pool=threads --concurrency=4
