@@ -1,7 +1,8 @@
 """REST chat-turn benchmark: turns/s and server overhead at 1 and 20 concurrent clients.
 
-A real daphne process serves the app (SQLite on a throwaway file, or PostgreSQL when
-DATABASE_URL is set); a fake OpenAI-compatible server with zero latency runs in its own process.
+A real daphne process serves the app, on SQLite (a throwaway file) and, when DATABASE_URL points
+at PostgreSQL, also on a throwaway database created beside it; a fake OpenAI-compatible server
+with zero latency runs in its own process.
 The baseline, measured in the same run, is the same chat completion sent straight to the fake
 model through the ``openai`` client; a turn's server overhead is its latency minus the
 baseline's median. Three runs; medians reported.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -21,7 +23,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import openai
@@ -117,7 +121,29 @@ async def make_sessions(base: str, count: int) -> list[str]:
         ]
 
 
-def start_stack(tmp: Path) -> tuple[list[subprocess.Popen[bytes]], str, str, str]:
+@contextlib.contextmanager
+def bench_database(kind: str) -> Iterator[str | None]:
+    """None for SQLite; for PostgreSQL a fresh database next to DATABASE_URL's, dropped after."""
+    if kind == "sqlite":
+        yield None
+        return
+    import psycopg
+
+    url = urlsplit(os.environ["DATABASE_URL"])
+    admin = psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)
+    name = "supportbot_bench"
+    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield urlunsplit(url._replace(path=f"/{name}"))
+    finally:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+def start_stack(
+    tmp: Path, database_url: str | None
+) -> tuple[list[subprocess.Popen[bytes]], str, str]:
     fake = subprocess.Popen(
         [PY, "-m", "bench.fake_model"], cwd=ROOT, stdout=subprocess.PIPE, env=dict(os.environ)
     )
@@ -135,7 +161,10 @@ def start_stack(tmp: Path) -> tuple[list[subprocess.Popen[bytes]], str, str, str
         "LLM_API_KEY": "bench",
         "MEMORY_SUMMARY_THRESHOLD": "100000",
     }
-    database = "sqlite" if not env.get("DATABASE_URL") else "postgresql"
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    if database_url:
+        env["DATABASE_URL"] = database_url
     subprocess.run(
         [PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
     )
@@ -160,14 +189,26 @@ def start_stack(tmp: Path) -> tuple[list[subprocess.Popen[bytes]], str, str, str
         [fake, daphne],
         f"http://127.0.0.1:{web_port}",
         f"http://127.0.0.1:{model_port}/v1",
-        database,
     )
 
 
 async def run(turns: int, runs: int) -> dict[str, object]:
     results: dict[str, object] = {}
+    kinds = ["sqlite"]
+    if os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        kinds.append("postgresql")
+    for kind in kinds:
+        with bench_database(kind) as database_url:
+            results.update(await run_one(kind, database_url, turns, runs))
+    return results
+
+
+async def run_one(
+    database: str, database_url: str | None, turns: int, runs: int
+) -> dict[str, object]:
+    results: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="supportbot-bench-") as tmp:
-        procs, base, model_url, database = start_stack(Path(tmp))
+        procs, base, model_url = start_stack(Path(tmp), database_url)
         try:
             sessions = await make_sessions(base, 20)
             await timed_turns(base, sessions, 40, 20)  # warm-up (connections, caches)
