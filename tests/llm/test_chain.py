@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -23,7 +22,6 @@ from tests.fakes.openai_server import (
 )
 
 REQUEST = CompletionRequest(messages=[{"role": "user", "content": "Hello?"}], max_tokens=100)
-OFFLINE_MISSING = importlib.util.find_spec("chat.llm.offline") is None
 ProviderMaker = Callable[[str, FakeOpenAIServer], OpenAIProvider]
 
 
@@ -359,14 +357,12 @@ def no_llm_settings(settings: Any) -> Any:
     reset_chain()
 
 
-@pytest.mark.skipif(OFFLINE_MISSING, reason="chat.llm.offline has not landed yet")
 def test_without_llm_settings_only_the_offline_link_is_built(no_llm_settings: Any) -> None:
     chain = build_chain()
 
     assert [entry.provider.name for entry in chain.links] == ["offline"]
 
 
-@pytest.mark.skipif(OFFLINE_MISSING, reason="chat.llm.offline has not landed yet")
 def test_configured_models_come_before_offline(no_llm_settings: Any) -> None:
     no_llm_settings.LLM_BASE_URL = "http://127.0.0.1:9/v1"
     no_llm_settings.LLM_MODEL = "local-model"
@@ -381,7 +377,6 @@ def test_configured_models_come_before_offline(no_llm_settings: Any) -> None:
     assert chain.links[0].breaker.failure_threshold == 7
 
 
-@pytest.mark.skipif(OFFLINE_MISSING, reason="chat.llm.offline has not landed yet")
 def test_get_chain_is_cached_until_reset(no_llm_settings: Any) -> None:
     first = get_chain()
     first.links[0].breaker.record_failure()

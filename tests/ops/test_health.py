@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -23,20 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPONENTS = {"database", "cache", "channelLayer", "model", "storage", "worker"}
 # get_chain() imports the offline assistant for every chain; until chat.llm.offline lands, no
 # chain can be built, so the model component reports a failed check and its tests are skipped.
-OFFLINE_MISSING = importlib.util.find_spec("chat.llm.offline") is None
-OFFLINE_REASON = "chat.llm.offline has not landed yet: get_chain() cannot build a chain"
-needs_offline = pytest.mark.skipif(OFFLINE_MISSING, reason=OFFLINE_REASON)
-
-
-@pytest.fixture
-def offline_only(settings) -> Iterator[None]:
-    """No model configured: the chain is the offline assistant alone."""
-    settings.LLM_BASE_URL = ""
-    settings.LLM_MODEL = ""
-    settings.OPENAI_API_KEY = ""
-    reset_chain()
-    yield
-    reset_chain()
 
 
 @pytest.fixture
@@ -77,8 +62,6 @@ async def test_health_reports_every_component_and_only_the_missing_worker_degrad
     assert body["uptime"] > 0
     assert body["version"]
     assert abs(body["timestamp"] - time.time() * 1000) < 60_000
-    if OFFLINE_MISSING:
-        pytest.skip(f"model component not asserted: {OFFLINE_REASON}")
     assert components["model"] == {
         "status": "up",
         "latencyMs": components["model"]["latencyMs"],
@@ -106,7 +89,6 @@ async def test_post_to_health_is_405_in_the_json_error_shape():
     assert body["requestId"] == response["X-Request-ID"]
 
 
-@needs_offline
 @pytest.mark.django_db(transaction=True)
 async def test_model_probe_is_cached_so_two_probes_hit_models_once(primary_model):
     first_status, first = await _get_health()
@@ -121,7 +103,6 @@ async def test_model_probe_is_cached_so_two_probes_hit_models_once(primary_model
     assert first_status == 200
 
 
-@needs_offline
 @pytest.mark.django_db(transaction=True)
 async def test_unreachable_model_is_down_but_service_only_degraded(primary_model):
     primary_model.models_status = 500
@@ -134,7 +115,6 @@ async def test_unreachable_model_is_down_but_service_only_degraded(primary_model
     assert (status, body["status"]) == (200, "degraded")
 
 
-@needs_offline
 @pytest.mark.django_db(transaction=True)
 async def test_open_breaker_makes_the_model_degraded(primary_model, settings):
     primary = get_chain().links[0]

@@ -21,14 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def memory_metrics(settings) -> Iterator[None]:
-    settings.REDIS_URL = ""
-    metrics.reset()
-    yield
-    metrics.reset()
-
-
-@pytest.fixture
 def redis_metrics(settings, redis_url: str) -> Iterator[str]:
     """Metrics on the real Redis, under a prefix of this test's own."""
     prefix = f"test-metrics:{uuid.uuid4().hex}"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -16,28 +14,6 @@ from supportbot import metrics
 
 # get_chain() imports the offline assistant for every chain; until chat.llm.offline lands no
 # chain can be built, and the breaker states (the "models" part) cannot be tested.
-needs_offline = pytest.mark.skipif(
-    importlib.util.find_spec("chat.llm.offline") is None,
-    reason="chat.llm.offline has not landed yet: get_chain() cannot build a chain",
-)
-
-
-@pytest.fixture
-def memory_metrics(settings) -> Iterator[None]:
-    settings.REDIS_URL = ""
-    metrics.reset()
-    yield
-    metrics.reset()
-
-
-@pytest.fixture
-def offline_only(settings) -> Iterator[None]:
-    settings.LLM_BASE_URL = ""
-    settings.LLM_MODEL = ""
-    settings.OPENAI_API_KEY = ""
-    reset_chain()
-    yield
-    reset_chain()
 
 
 def _session(*, minutes_ago: float, status: str = ChatSession.Status.ACTIVE) -> ChatSession:
@@ -113,7 +89,6 @@ def test_status_shape_limits_and_breakers(settings, offline_only, memory_metrics
     assert limits["maxBodyBytes"] == 64 * 1024
 
 
-@needs_offline
 @pytest.mark.django_db
 def test_status_is_healthy_with_closed_breakers(offline_only, memory_metrics):
     body = Client().get("/api/status").json()
@@ -121,7 +96,6 @@ def test_status_is_healthy_with_closed_breakers(offline_only, memory_metrics):
     assert [(b["name"], b["state"]) for b in body["models"]] == [("offline", "closed")]
 
 
-@needs_offline
 @pytest.mark.django_db
 def test_status_is_degraded_while_a_breaker_is_open(settings, fake_llm, memory_metrics):
     from chat.llm.chain import get_chain
