@@ -187,11 +187,16 @@ def _too_large() -> ApiError:
     )
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     """Decode a request body that must be one JSON object."""
     try:
-        value = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
+        value = json.loads(raw or b"null", parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: nesting deeper than the parser's stack (a 64 KiB body allows it).
         raise ApiError("INVALID_REQUEST_FORMAT", "The body is not valid JSON.") from exc
     if not isinstance(value, dict):
         raise ApiError("INVALID_REQUEST_FORMAT", "The body must be a JSON object.")

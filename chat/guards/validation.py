@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from django.conf import settings
 
 from chat.guards import GuardInput, Verdict
@@ -53,6 +55,9 @@ def unstorable(value: object) -> str | None:
         except UnicodeEncodeError:
             return "contains an invalid Unicode character"
         return None
+    if isinstance(value, float) and not math.isfinite(value):
+        # Python's JSON parser accepts NaN and Infinity; JSON columns do not.
+        return "contains a number that is not finite"
     if isinstance(value, dict):
         for key, item in value.items():
             problem = unstorable(key) or unstorable(item)

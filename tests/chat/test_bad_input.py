@@ -179,3 +179,23 @@ async def test_client_request_id_is_echoed(api):
     assert response.json()["requestId"] == "client-123"
     response = await api.get("/api/nope", headers={"X-Request-ID": "bad id <script>"})
     assert response["X-Request-ID"].startswith("req_")
+
+
+async def test_json_nested_beyond_the_parser_is_invalid_format(api, session_id):
+    deep = '{"a":' * 3000 + "1" + "}" * 3000
+    assert_error(
+        await post(api, "/api/session", f'{{"metadata": {deep}}}'), 400, "INVALID_REQUEST_FORMAT"
+    )
+    body = f'{{"message": "hi", "sessionId": "{session_id}", "metadata": {deep}}}'
+    assert_error(await post(api, "/api/chat", body), 400, "INVALID_REQUEST_FORMAT")
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_non_finite_numbers_are_refused(api, session_id, constant):
+    body = f'{{"metadata": {{"x": {constant}}}}}'
+    assert_error(await post(api, "/api/session", body), 400, "INVALID_REQUEST_FORMAT")
+    body = f'{{"message": "hi", "sessionId": "{session_id}", "metadata": {{"x": {constant}}}}}'
+    response = await post(api, "/api/chat", body)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] in {"INVALID_REQUEST_FORMAT", "INVALID_FIELD_VALUE"}
+    assert await Message.objects.acount() == 0
