@@ -67,7 +67,10 @@ def _document(session: ChatSession) -> dict[str, Any]:
 
 
 def archive_session(*, session_id: str, reason: str) -> SessionArchive:
-    """Write the conversation to archive storage and record it."""
+    """Write the conversation to archive storage and record it (once per session and reason)."""
+    done = SessionArchive.objects.filter(session_id=session_id, reason=reason).first()
+    if done is not None:
+        return done
     session = ChatSession.objects.get(pk=session_id)
     document = _document(session)
     payload = gzip.compress(
@@ -92,12 +95,18 @@ def expire_sessions(*, now: datetime | None = None, batch: int = 100) -> int:
     """Archive and delete sessions past their inactivity deadline; returns how many."""
     now = now or timezone.now()
     expired = list(
-        ChatSession.objects.filter(expires_at__lte=now).values_list("pk", flat=True)[:batch]
+        ChatSession.objects.filter(expires_at__lte=now).values_list("pk", "status")[:batch]
     )
     done = 0
-    for session_id in expired:
+    for session_id, status in expired:
+        # An ended session cannot change any more: its "ended" archive, if written, is complete.
+        archived_at_end = (
+            status == ChatSession.Status.ENDED
+            and SessionArchive.objects.filter(session_id=session_id, reason="ended").exists()
+        )
         try:
-            archive_session(session_id=session_id, reason="expired")
+            if not archived_at_end:
+                archive_session(session_id=session_id, reason="expired")
         except Exception:
             log.exception("archive_failed", session_id=session_id)
             continue

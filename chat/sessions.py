@@ -86,10 +86,12 @@ def session_end(*, session_id: str) -> ChatSession:
         session.status = ChatSession.Status.ENDED
         session.ended_at = now
         session.save(update_fields=["status", "ended_at"])
-    from chat.lifecycle import archive_session
+    # Archived by a task (retried with backoff), not inside this request: a slow or
+    # unreachable archive store must not hold the client. Expiry archives what this missed.
+    from chat.tasks import archive_session_task
 
     try:
-        archive_session(session_id=session.id, reason="ended")
+        archive_session_task.delay(session.id, "ended")
     except Exception:
         log.exception("archive_failed", session_id=session.id)
     return session

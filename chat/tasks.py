@@ -25,3 +25,17 @@ def expire_sessions_task() -> int:
     from chat.lifecycle import expire_sessions
 
     return expire_sessions()
+
+
+@shared_task(
+    name="chat.archive_session",
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    retry_backoff_max=600,
+    max_retries=8,
+)
+def archive_session_task(session_id: str, reason: str) -> str:
+    """Write a session's archive to storage (idempotent per session and reason)."""
+    from chat.lifecycle import archive_session
+
+    return archive_session(session_id=session_id, reason=reason).key

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from botocore.config import Config as BotoConfig
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 from dotenv import load_dotenv
@@ -200,6 +201,13 @@ if AWS_STORAGE_BUCKET_NAME:
             "default_acl": None,
             "file_overwrite": False,
             "location": "archives",
+            # Stored as the gzip file it is: with the type guessed from ".json.gz", S3 would
+            # serve it as gzip-encoded JSON and HTTP clients would silently inflate it.
+            "object_parameters": {"ContentType": "application/gzip"},
+            # botocore's defaults (60 s timeouts, several retries) would hold a worker for minutes.
+            "client_config": BotoConfig(
+                connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}
+            ),
         },
     }
 else:

@@ -53,3 +53,16 @@ async def test_expiry_archives_then_deletes(api, kb):
     assert not await ChatSession.objects.filter(pk=session_id).aexists()
     assert not await Message.objects.filter(session_id=session_id).aexists()
     assert await ChatSession.objects.filter(pk=keep).aexists()
+
+
+async def test_an_ended_and_archived_session_is_not_archived_again_at_expiry(api, kb):
+    session_id = await new_session(api)
+    await send(api, session_id, "How do I export my data?")
+    assert (await api.delete(f"/api/session/{session_id}")).status_code == 200
+    await ChatSession.objects.filter(pk=session_id).aupdate(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert await sync_to_async(expire_sessions)() == 1
+    archives = [a async for a in SessionArchive.objects.filter(session_id=session_id)]
+    assert [a.reason for a in archives] == ["ended"]
+    assert not await ChatSession.objects.filter(pk=session_id).aexists()
