@@ -10,8 +10,11 @@ synonyms ("stolen" -> "lost") and neighbouring word pairs ("public link") are ad
 Both databases score the same model: per term, a BM25 term-frequency saturation over weighted
 title/tags/body occurrences times a Lucene-style IDF, plus a bonus for title and tag hits, summed
 over the question's words. FTS5's bm25() and PostgreSQL's ts_rank_cd() supply the per-term
-frequencies; the IDF comes from per-term match counts. Past ``CANDIDATE_BUDGET`` matching
-articles only the articles holding the rarest words are ranked (see ``_candidate_terms``).
+frequencies; the IDF comes from per-term match counts. Up to ``CANDIDATE_BUDGET`` matching
+articles every match is ranked. Past it SQLite ranks the articles holding the rarest words (see
+``_candidate_terms``); PostgreSQL ranks the most promising of the articles naming a weighty
+question word in their title or tags or holding the rarest words (see ``_rank_postgres``), and
+caches per-word match sets until an article changes (``_pg_statistics``).
 
 Relevance (0..1) is the article's BM25-style score divided by the best score any article could
 reach for the same query (every term saturated): "how much of what was asked this article
@@ -30,6 +33,7 @@ import functools
 import itertools
 import json
 import math
+import operator
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -47,6 +51,11 @@ from tools.models import ARTICLE_ID_MAX, Article
 
 MAX_RESULTS_LIMIT = 20
 CANDIDATE_BUDGET = 500  # see _candidate_terms
+# PostgreSQL past CANDIDATE_BUDGET (see _rank_postgres): how many of the pool are ranked, and
+# how weighty a word must be, relative to the question's weightiest, to pool titles naming it.
+POOL_RANKED = 200
+TITLE_POOL_SHARE = 0.3
+MAX_OUTSIDE_SETS = 64  # see _PgPlan.outside
 MAX_QUERY_TERMS = 24  # a 500-character question rarely has more content words; bounds the cost
 
 # BM25 saturation constant, as in FTS5's built-in bm25() (k1 = 1.2, b = 0.75).
@@ -216,21 +225,7 @@ def search_articles(
         tags=sorted({t.strip().lower() for t in tags or [] if t.strip()}),
     )
     if connection.vendor == "postgresql":
-        with transaction.atomic(), connection.cursor() as cursor:
-            # The planner prices a sequential scan's ``@@`` as cheap, but each one decompresses
-            # a stored tsvector; the GIN index answers the same without touching most rows.
-            # Transaction-local, and put back in case an outer transaction goes on.
-            cursor.execute(
-                "SELECT current_setting('enable_seqscan'),"
-                " set_config('enable_seqscan', 'off', true)"
-            )
-            previous = cursor.fetchone()[0]
-            try:
-                rows, total, max_score = _search_postgres(
-                    terms=terms, filters=filters, limit=max_results
-                )
-            finally:
-                cursor.execute("SELECT set_config('enable_seqscan', %s, true)", [previous])
+        rows, total, max_score = _search_postgres(terms=terms, filters=filters, limit=max_results)
     else:
         rows, total, max_score = _search_sqlite(terms=terms, filters=filters, limit=max_results)
     hits = [
@@ -320,11 +315,12 @@ def _candidate_terms(*, frequencies: list[int], present: list[int]) -> list[int]
 
     Scoring every article that shares one common word ("file") with the question costs a
     ranking call per article and term: 30 ms on SQLite and far more on PostgreSQL at 10,000
-    articles. Past CANDIDATE_BUDGET matches, only the articles holding one of the rarest words
-    (together about CANDIDATE_BUDGET of them; the best-ranked ones when even the rarest word
-    is that common) are ranked, each by all the words. An article with none of those words
+    articles. Past CANDIDATE_BUDGET matches, SQLite ranks only the articles holding one of the
+    rarest words (together about CANDIDATE_BUDGET of them; the best-ranked ones when even the
+    rarest word is that common), each by all the words. An article with none of those words
     lacks the question's most specific words, and its score is bounded by the common ones.
     Below the budget, which covers the whole starter knowledge base, ranking is exhaustive.
+    PostgreSQL makes the same choice, then pools more candidates (see _rank_postgres).
     """
     if sum(frequencies[i] for i in present) <= CANDIDATE_BUDGET:
         return None
@@ -447,98 +443,535 @@ def _pg_tsquery(term: Term) -> tuple[str, list[str]]:
     )
 
 
+# --- PostgreSQL statistics --------------------------------------------------------------------
+
+
+@dataclass
+class _Statistics:
+    """The articles, and per term query its tsquery and the articles matching it, as of one
+    index stamp. Matches are bitmaps (ints) over the articles' positions."""
+
+    stamp: str
+    positions: dict[str, int]  # article id -> bit
+    terms: dict[tuple[str, ...], tuple[str, int]]  # _pg_key(query) -> (tsquery text, matches)
+
+
+class _Inconsistent(Exception):
+    """Term matches name an article the cached article list lacks (a write bypassed the
+    stamp trigger): everything is fetched again."""
+
+
+# Per database alias. Counting a common word reads thousands of rows (a phrase, thousands of
+# vectors), and so does counting the articles matching a whole question; yet the matches
+# change only when articles do, and questions share their words: cached per word, a
+# question's match count is the union of its words' bitmaps, counted in Python.
+_PG_STATISTICS: dict[str, _Statistics] = {}
+_PG_STATISTICS_MAX_BYTES = 32 << 20  # then start over: a knowledge base's vocabulary fits
+# By primary key: under enable_seqscan=off a sequential scan of this one-row table would be
+# priced at 1e10, which also wakes the JIT compiler.
+_PG_STAMP_SQL = "SELECT stamp::text FROM tools_article_search_stamp WHERE id"
+
+
+def _pg_key(query: tuple[str, list[str]]) -> tuple[str, ...]:
+    return (query[0], *query[1])
+
+
+def _pg_statistics(
+    cursor: Any, *, queries: list[tuple[str, list[str]]], stamp: str | None
+) -> tuple[int, list[tuple[str, int]]]:
+    """The article count, and each query's tsquery (as text) and matches (a bitmap).
+
+    ``stamp`` was read earlier in this transaction. Matches are only ever stored under the
+    stamp read by the statement that found them (one snapshot), and any write to the articles
+    gives them a new stamp (migration 0003), so cached matches never outlive the articles.
+    """
+    keys = [_pg_key(q) for q in queries]
+    known = _PG_STATISTICS.get(connection.alias)
+    if known is not None and stamp is not None and known.stamp == stamp:
+        if all(k in known.terms for k in keys):
+            return len(known.positions), [known.terms[k] for k in keys]
+        wanted = {k: q for k, q in zip(keys, queries, strict=True) if k not in known.terms}
+        try:
+            found_stamp, _, found = _pg_matches(cursor, wanted=wanted, positions=known.positions)
+        except _Inconsistent:
+            found_stamp = ""
+        if found_stamp == known.stamp:
+            terms = {k: known.terms[k] for k in keys if k in known.terms} | found
+            width = (len(known.positions) + 7) // 8 + 100
+            if (len(known.terms) + len(found)) * width > _PG_STATISTICS_MAX_BYTES:
+                known.terms = {}
+            known.terms.update(found)
+            return len(known.positions), [terms[k] for k in keys]
+        # An article changed after the stamp was read: fetch everything again.
+    found_stamp, positions, found = _pg_matches(
+        cursor, wanted=dict(zip(keys, queries, strict=True)), positions=None
+    )
+    if found_stamp is not None:  # no stamp row (deleted by hand): nothing can be cached
+        _PG_STATISTICS[connection.alias] = _Statistics(
+            stamp=found_stamp, positions=positions, terms=found
+        )
+    return len(positions), [found[k] for k in keys]
+
+
+def _pg_matches(
+    cursor: Any,
+    *,
+    wanted: dict[tuple[str, ...], tuple[str, list[str]]],
+    positions: dict[str, int] | None,
+) -> tuple[str | None, dict[str, int], dict[tuple[str, ...], tuple[str, int]]]:
+    """The stamp, the articles' positions (``positions`` if given), and the ``wanted`` queries'
+    tsqueries and matches, all from one statement, so from one snapshot."""
+    columns = "".join(
+        f", (SELECT array_agg(id) FROM tools_article WHERE search_vector @@ {q}), {q}::text"
+        for q, _ in wanted.values()
+    )
+    articles = "(SELECT array_agg(id) FROM tools_article)" if positions is None else "NULL"
+    cursor.execute(
+        f"SELECT ({_PG_STAMP_SQL}), {articles}{columns}",
+        [p for _, params in wanted.values() for p in params * 2],
+    )
+    stamp, ids, *values = cursor.fetchone()
+    if positions is None:
+        positions = {article: n for n, article in enumerate(ids or ())}
+    found = {
+        k: (values[2 * n + 1], _bitmap(values[2 * n] or (), positions))
+        for n, k in enumerate(wanted)
+    }
+    return stamp, positions, found
+
+
+def _bitmap(ids: Sequence[str], positions: dict[str, int]) -> int:
+    bits = bytearray((len(positions) + 7) // 8)
+    for article in ids:
+        bit = positions.get(article)
+        if bit is None:
+            raise _Inconsistent(article)
+        bits[bit >> 3] |= 1 << (bit & 7)
+    return int.from_bytes(bits, "little")
+
+
+# --- PostgreSQL ranking -----------------------------------------------------------------------
+
+# The score of one term, f(x) = x / (x + K1) of a weighted occurrence count x, is below 1, and
+# at least f(1) when the term occurs once.
+_F1 = 1 / (1 + _K1)
+_ONE_LEXEME_RE = re.compile(r"'(?:[^']|'')+'")  # a tsquery that is a single lexeme, as text
+
+
+@dataclass(frozen=True)
+class _PgTerm:
+    """One term of the question that some article holds, ready for SQL."""
+
+    tsquery: str  # as text, bound as %s::tsquery (parsed once, not re-stemmed per use)
+    group: int
+    coefficient: float  # weight * IDF * (K1 + 1): what a saturated term frequency is worth
+    bonus: bool  # a word pair: no title-and-tags part, not part of the maximum
+    one_lexeme: bool  # absent from a vector exactly when ``@@`` says so
+    matches: int  # bitmap of the articles holding it (see _Statistics)
+
+
+@dataclass(frozen=True)
+class _PgPlan:
+    """The SQL of one PostgreSQL search, built from the question's terms and filters."""
+
+    terms: list[_PgTerm]
+    filters: _Filters
+    limit: int
+
+    def any_of(self, terms: list[_PgTerm]) -> tuple[str, list[Any]]:
+        return "(" + " || ".join(["%s::tsquery"] * len(terms)) + ")", [t.tsquery for t in terms]
+
+    def filter_sql(self) -> tuple[str, list[Any]]:
+        """`` AND`` the filters on article ``a``, or nothing."""
+        where: list[str] = []
+        params: list[Any] = []
+        if self.filters.category:
+            where.append(" AND a.category = %s")
+            params.append(self.filters.category)
+        if self.filters.language:
+            where.append(" AND a.language = %s")
+            params.append(self.filters.language)
+        if self.filters.tags:
+            where.append(" AND a.tags ?| %s")
+            params.append(self.filters.tags)
+        return "".join(where), params
+
+    def where(self, column: str, terms: list[_PgTerm]) -> tuple[str, list[Any]]:
+        """Article ``a``'s ``column`` matches one of ``terms``, and the filters hold."""
+        query, params = self.any_of(terms)
+        filters, filter_params = self.filter_sql()
+        return f"a.{column} @@ {query}{filters}", [*params, *filter_params]
+
+    def groups(self, *, bonus: bool) -> list[list[int]]:
+        members: dict[int, list[int]] = {}
+        for n, term in enumerate(self.terms):
+            if term.bonus == bonus:
+                members.setdefault(term.group, []).append(n)
+        return list(members.values())
+
+    def score(self, *, bonus: bool) -> tuple[str, str, list[Any]]:
+        """Columns over one candidate's ``sv`` and ``tv``, and the score summed from them: of
+        the question's words (``bonus`` False) or of its word pairs.
+
+        ts_rank_cd of one term, with weights scaled to 10 per title occurrence, 5 per tag and
+        1 per body occurrence, is the term frequency; it is saturated BM25-style, multiplied by
+        the IDF, plus the title-and-tags bonus counted in the small title vector, and the best
+        term of each synonym group counts. Unlike FTS5's bm25() it skips length normalisation:
+        the average vector length would cost a scan of every article per query, and
+        help-centre articles are of similar length (the ranking tests pass on both databases
+        either way). A one-word term absent from a vector is not ranked in it: that is 0.
+        """
+        columns: list[str] = []
+        params: list[Any] = []
+        sums: list[str] = []
+        for members in self.groups(bonus=bonus):
+            best = []
+            for n in members:
+                term = self.terms[n]
+                parts = [("sv", _PG_WEIGHTS, 1.0)]
+                if not term.bonus:
+                    parts.append(("tv", _PG_TITLE_WEIGHTS, _TITLE_BONUS))
+                saturated = []
+                for vector, weights, factor in parts:
+                    name = f"{vector}{n}"
+                    rank = f"10 * ts_rank_cd('{weights}', {vector}, %s::tsquery, 0)"
+                    params.append(term.tsquery)
+                    if term.one_lexeme:
+                        rank = f"CASE WHEN {vector} @@ %s::tsquery THEN {rank} ELSE 0 END"
+                        params.append(term.tsquery)  # the same value: order does not matter
+                    columns.append(f"{rank} AS {name}")
+                    coefficient = term.coefficient * factor
+                    saturated.append(f"{coefficient!r} * {name} / ({name} + {_K1})")
+                best.append(" + ".join(saturated))
+            sums.append(f"greatest({', '.join(best)})")
+        return ", ".join(columns), " + ".join(sums) or "0", params
+
+    def lower_bound(self) -> tuple[str, list[Any]]:
+        """A lower bound of article ``a``'s score from match checks alone, which orders the
+        pool of candidates.
+
+        A one-lexeme term that the article holds occurs at least once, so it scores at least
+        c f(1) (c: its coefficient), and at least 2.5 c f(1) when its title or tags hold it
+        too. Phrases, a rare kind of word here, count for nothing.
+        """
+        params: list[Any] = []
+        lower: list[str] = []
+        for members in self.groups(bonus=False):
+            lows = []
+            for n in members:
+                term = self.terms[n]
+                if not term.one_lexeme:
+                    continue
+                # 1e-4 below: ts_rank_cd computes in single precision.
+                low = term.coefficient * _F1 * (1 - 1e-4)
+                # In the title or tags means in the article too: the greatest is the bound.
+                lows.append(
+                    f"(a.title_vector @@ %s::tsquery)::int * {low * (1 + _TITLE_BONUS)!r}::float8"
+                )
+                lows.append(f"(a.search_vector @@ %s::tsquery)::int * {low!r}::float8")
+                params += [term.tsquery, term.tsquery]
+            if lows:
+                lower.append(f"greatest({', '.join(lows)})")
+        return " + ".join(lower) or "0", params
+
+    def outside(
+        self, *, titled: list[_PgTerm], rare: list[_PgTerm], threshold: float
+    ) -> list[list[list[_PgTerm]]] | None:
+        """The sets of word groups an article outside the pool (none of the ``titled`` words in
+        its title or tags, none of the ``rare`` words at all) must hold to beat ``threshold``;
+        None when there are too many such sets to spell out.
+
+        Such an article scores below c per word group it holds (f < 1), or 2.5 c for a word too
+        common to pool titles by: to beat ``threshold`` it must hold groups whose bounds add up
+        to more. Word pairs are left out: they only add to words, and an article holding them
+        holds the words too.
+        """
+        groups: list[tuple[float, list[_PgTerm]]] = []
+        for members in self.groups(bonus=False):
+            terms = [self.terms[n] for n in members if self.terms[n] not in rare]
+            if terms:
+                bounds = [t.coefficient * (1 if t in titled else 1 + _TITLE_BONUS) for t in terms]
+                groups.append((max(bounds), terms))
+        groups.sort(key=lambda group: -group[0])
+        rest = [sum(g[0] for g in groups[n:]) for n in range(len(groups) + 1)]
+        sets: list[list[list[_PgTerm]]] = []
+
+        def walk(start: int, chosen: list[list[_PgTerm]], bound: float) -> None:
+            if bound > threshold:
+                sets.append(list(chosen))
+            elif bound + rest[start] > threshold:
+                for n in range(start, len(groups)):
+                    chosen.append(groups[n][1])
+                    walk(n + 1, chosen, bound + groups[n][0])
+                    chosen.pop()
+                    if len(sets) > MAX_OUTSIDE_SETS:
+                        return
+
+        walk(0, [], 0.0)
+        return None if len(sets) > MAX_OUTSIDE_SETS else sets
+
+    def holding(self, sets: list[list[list[_PgTerm]]]) -> tuple[str, list[Any], int]:
+        """Article ``a`` holds every group of one of the ``sets`` (SQL), and how many
+        articles do, filters aside (from the cached match bitmaps)."""
+        alternatives: list[str] = []
+        params: list[Any] = []
+        matches = 0
+        for groups in sets:
+            alternatives.append(
+                "("
+                + " && ".join("(" + " || ".join(["%s::tsquery"] * len(g)) + ")" for g in groups)
+                + ")"
+            )
+            params += [t.tsquery for g in groups for t in g]
+            every = -1
+            for g in groups:
+                every &= functools.reduce(operator.or_, (t.matches for t in g), 0)
+            matches |= every
+        filters, filter_params = self.filter_sql()
+        sql = f"a.search_vector @@ ({' || '.join(alternatives)}){filters}"
+        return sql, [*params, *filter_params], matches.bit_count()
+
+    def ranked(
+        self, *, candidates: str, params: list[Any], total: tuple[str, list[Any]] | None
+    ) -> tuple[str, list[Any]]:
+        """The statement ranking the ``cand`` ids (defined by ``candidates``, CTEs using
+        ``params``).
+
+        Each candidate's words are ranked first. Word pairs only add a bonus worth at most the
+        pairs' coefficients, so they are ranked only for the candidates that this bonus could
+        lift to the top; the rest cannot be among the best ``limit``. Rows are joined last, so
+        no sort or join ever carries article bodies. The statement returns the best ``limit``
+        rows (columns, score), then the match count (all candidates when ``total`` is None),
+        the number of candidates and the limit-th best score: at least one row, hits or not.
+        """
+        k = self.limit
+        columns, score, score_params = self.score(bonus=False)
+        pair_columns, pair_score, pair_params = self.score(bonus=True)
+        pairs = sum(t.coefficient for t in self.terms if t.bonus)
+        if pair_columns:
+            paired = f"""
+            paired AS MATERIALIZED (
+                SELECT id, words + {pair_score} AS score FROM (
+                    SELECT id, words, {pair_columns} FROM (
+                        SELECT w.id, w.score AS words, a.search_vector AS sv
+                        FROM words w JOIN tools_article a ON a.id = w.id
+                        WHERE w.score + {pairs!r} >= coalesce(
+                            (SELECT score FROM words ORDER BY score DESC LIMIT 1 OFFSET {k - 1}),
+                            0)
+                    ) a
+                ) p
+            ),"""
+            final = "paired"
+        else:
+            paired, pair_params, final = "", [], "words"
+        total_sql, total_params = total or ("(SELECT count(*) FROM words)", [])
+        sql = f"""
+            WITH {candidates},
+            words AS MATERIALIZED (
+                SELECT id, {score} AS score FROM (
+                    SELECT a.id, {columns} FROM (
+                        SELECT a.id, a.search_vector AS sv, a.title_vector AS tv
+                        FROM cand JOIN tools_article a ON a.id = cand.id
+                    ) a
+                ) r
+            ),{paired}
+            top AS (SELECT id, score FROM {final} ORDER BY score DESC, id LIMIT {k})
+            SELECT {", ".join("a." + c for c in _COLUMNS)}, top.score, m.*
+            FROM (
+                SELECT {total_sql} AS total, (SELECT count(*) FROM words) AS ranked,
+                (SELECT score FROM {final} ORDER BY score DESC, id LIMIT 1 OFFSET {k - 1})
+                    AS threshold
+            ) m
+            LEFT JOIN (top JOIN tools_article a ON a.id = top.id) ON true
+            ORDER BY top.score DESC, a.id
+        """
+        return sql, [*params, *score_params, *pair_params, *total_params]
+
+
 def _search_postgres(
     *, terms: list[Term], filters: _Filters, limit: int
 ) -> tuple[list[dict[str, Any]], int, float]:
     queries = [_pg_tsquery(t) for t in terms]
-    counts = ", ".join(
-        f"(SELECT count(*) FROM tools_article WHERE search_vector @@ {q})" for q, _ in queries
-    )
-    with connection.cursor() as cursor:
+    nested = connection.in_atomic_block
+    with transaction.atomic(), connection.cursor() as cursor:
+        # The planner prices a sequential scan's ``@@`` as cheap, but it reads every vector;
+        # the GIN indexes answer the same from a few pages. The JIT compiler costs more than
+        # these queries run. Transaction-local; read with the statistics stamp in one trip.
         cursor.execute(
-            f"SELECT (SELECT count(*) FROM tools_article), {counts}",
-            [p for _, ps in queries for p in ps],
+            "SELECT current_setting('enable_seqscan'), current_setting('jit'),"
+            " set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true),"
+            f" ({_PG_STAMP_SQL})"
         )
-        docs, *frequencies = cursor.fetchone()
+        seqscan, jit, _, _, stamp = cursor.fetchone()
+        docs, statistics = _pg_statistics(cursor, queries=queries, stamp=stamp)
+        result = _rank_postgres(
+            cursor, terms=terms, docs=docs, statistics=statistics, filters=filters, limit=limit
+        )
+        if nested:
+            # An outer transaction goes on: give it its planner settings back.
+            cursor.execute(
+                "SELECT set_config('enable_seqscan', %s, true), set_config('jit', %s, true)",
+                [seqscan, jit],
+            )
+    return result
+
+
+def _rank_postgres(
+    cursor: Any,
+    *,
+    terms: list[Term],
+    docs: int,
+    statistics: list[tuple[str, int]],
+    filters: _Filters,
+    limit: int,
+) -> tuple[list[dict[str, Any]], int, float]:
+    frequencies = [matches.bit_count() for _, matches in statistics]
     present = [i for i, n in enumerate(frequencies) if n]
     if not present:
         return [], 0, 0.0
     idfs = [_idf(docs=docs, matching=n) for n in frequencies]
-
-    def matching(indexes: list[int]) -> tuple[str, list[Any]]:
-        where = [f"a.search_vector @@ ({' || '.join(queries[i][0] for i in indexes)})"]
-        where_params: list[Any] = [p for i in indexes for p in queries[i][1]]
-        if filters.category:
-            where.append("a.category = %s")
-            where_params.append(filters.category)
-        if filters.language:
-            where.append("a.language = %s")
-            where_params.append(filters.language)
-        if filters.tags:
-            where.append("a.tags ?| %s")
-            where_params.append(filters.tags)
-        return " AND ".join(where), where_params
-
-    # Candidates carry their vector decompressed once (``|| ''``): every ts_rank_cd call on
-    # the stored, compressed value would decompress it again.
-    chosen = _candidate_terms(frequencies=frequencies, present=present)
-    all_where, all_params = matching(present)
-    select = "SELECT a.id, a.search_vector || ''::tsvector AS sv FROM tools_article a"
-    if chosen is None:
-        candidates = f"{select} WHERE {all_where}"
-        params: list[Any] = [*all_params]
-        total, total_params = "(SELECT count(*) FROM cand)", []
-    else:
-        cand_where, params = matching(chosen)
-        cand_query = " || ".join(queries[i][0] for i in chosen)
-        candidates = (
-            f"{select} WHERE {cand_where}"
-            f" ORDER BY ts_rank_cd('{_PG_WEIGHTS}', a.search_vector, {cand_query}) DESC, a.id"
-            f" LIMIT {CANDIDATE_BUDGET}"
+    max_score = _max_score(terms, idfs)
+    by_index = {
+        i: _PgTerm(
+            tsquery=statistics[i][0],
+            group=terms[i].group,
+            coefficient=terms[i].weight * idfs[i] * (_K1 + 1),
+            bonus=terms[i].bonus,
+            one_lexeme=bool(_ONE_LEXEME_RE.fullmatch(statistics[i][0])),
+            matches=statistics[i][1],
         )
-        params += [p for i in chosen for p in queries[i][1]]
-        total, total_params = (
-            f"(SELECT count(*) FROM tools_article a WHERE {all_where})",
-            all_params,
+        for i in present
+    }
+    plan = _PgPlan(terms=list(by_index.values()), filters=filters, limit=limit)
+    # An article holding a word pair holds both words: the words alone find every match,
+    # without checking word positions.
+    words = [t for t in plan.terms if not t.bonus]
+    all_where, all_params = plan.where("search_vector", words)
+    count = (f"(SELECT count(*) FROM tools_article a WHERE {all_where})", all_params)
+    if not (filters.category or filters.language or filters.tags):
+        union = functools.reduce(operator.or_, (statistics[i][1] for i in present), 0)
+        count = ("%s::bigint", [union.bit_count()])
+    if _candidate_terms(frequencies=frequencies, present=present) is None:
+        # Few matches (the whole starter knowledge base): rank every one of them.
+        sql, params = plan.ranked(
+            candidates=f"cand AS (SELECT a.id FROM tools_article a WHERE {all_where})",
+            params=all_params,
+            total=None,
         )
+        raw, total, _, _ = _pg_fetch(cursor, sql, params)
+        return _rows(raw), total, max_score
 
-    # The model of the SQLite side, spelled out, since PostgreSQL's rankings know no document
-    # frequency: ts_rank_cd of one term, with weights scaled to 10 per title occurrence, 5 per
-    # tag and 1 per body occurrence, is the term frequency; it is saturated BM25-style and
-    # multiplied by the IDF, plus the title-and-tags bonus, and the best term of each synonym
-    # group counts. Unlike FTS5's bm25() it skips length normalisation: the average vector
-    # length would cost a scan decompressing every article per query, and help-centre articles
-    # are of similar length (the ranking tests pass on both databases either way).
-    columns: list[str] = []
-    members: dict[int, list[str]] = {}
-    for i in present:
-        term, (q, q_params) = terms[i], queries[i]
-        parts = [(_PG_WEIGHTS, 1.0)]
-        if not term.bonus:
-            parts.append((_PG_TITLE_WEIGHTS, _TITLE_BONUS))
-        saturated = []
-        for weights, factor in parts:
-            name = f"r{len(columns)}"
-            columns.append(f"10 * ts_rank_cd('{weights}', sv, {q}, 0) AS {name}")
-            params += q_params
-            coefficient = term.weight * idfs[i] * factor * (_K1 + 1)
-            saturated.append(f"{coefficient!r} * {name} / ({name} + {_K1})")
-        members.setdefault(term.group, []).append(" + ".join(saturated))
-    score = " + ".join(f"greatest({', '.join(m)})" for m in members.values())
-    sql = f"""
-        WITH cand AS MATERIALIZED ({candidates}),
-        ranks AS MATERIALIZED (
-            SELECT id, {", ".join(columns)} FROM cand
+    # Many matches. The pool of candidates: the articles naming a weighty question word in
+    # their title or tags (from the small title index), and the articles holding the rarest
+    # words when those are few. The pool is ordered by a lower bound of the score computed from
+    # match checks alone, and its first POOL_RANKED are ranked. An article outside the pool
+    # holds the question's words only in its body (or common ones in its title), and only
+    # common words: it is ranked in a second statement only if it holds enough of them to
+    # possibly beat the limit-th best of the pool (see _PgPlan.outside), which the title and
+    # rare-word evidence usually rules out.
+    word_indexes = [i for i in present if not terms[i].bonus]
+    chosen = _candidate_terms(frequencies=frequencies, present=word_indexes) or word_indexes
+    rarest = [by_index[i] for i in chosen]
+    # A common word in a title adds at most 2.5 times its small coefficient, less than the
+    # weighty words in a body, yet it would bring thousands of articles into the pool.
+    weighty = max(t.coefficient for t in words) * TITLE_POOL_SHARE
+    titled = [t for t in words if t.coefficient >= weighty]
+    source, source_params = plan.any_of(titled)
+    source = f"a.title_vector @@ {source}"
+    rare: list[_PgTerm] = []
+    if sum(frequencies[i] for i in chosen) <= CANDIDATE_BUDGET:
+        rare = rarest
+        rare_query, rare_params = plan.any_of(rare)
+        source = f"({source} OR a.search_vector @@ {rare_query})"
+        source_params += rare_params
+    filter_where, filter_params = plan.filter_sql()
+    lower, lower_params = plan.lower_bound()
+    ctes = [
+        f"""pool AS MATERIALIZED (
+            SELECT a.id, {lower} AS lb FROM tools_article a WHERE {source}{filter_where}
+        )""",
+        f"best AS (SELECT id FROM pool ORDER BY lb DESC, id LIMIT {max(POOL_RANKED, 10 * limit)})",
+    ]
+    params = [*lower_params, *source_params, *filter_params]
+    best = "SELECT id FROM best"
+    if filter_where:
+        # A filter may leave fewer matches than the words' frequencies suggest: up to
+        # CANDIDATE_BUDGET, rank them all. Only the branch that applies runs (one-time filters).
+        ctes.append(
+            f"""few AS MATERIALIZED (
+                SELECT a.id FROM tools_article a WHERE {all_where} LIMIT {CANDIDATE_BUDGET + 1}
+            )"""
         )
-        SELECT {", ".join("a." + c for c in _COLUMNS)}, {score} AS score, {total}
-        FROM ranks JOIN tools_article a ON a.id = ranks.id
-        ORDER BY score DESC, a.id
-        LIMIT %s
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, *total_params, limit])
-        raw = cursor.fetchall()
-    return _rows(raw), (raw[0][len(_COLUMNS) + 1] if raw else 0), _max_score(terms, idfs)
+        params += all_params
+        all_few = f"(SELECT count(*) FROM few) <= {CANDIDATE_BUDGET}"
+        best = f"SELECT id FROM few WHERE {all_few} UNION ALL {best} WHERE NOT {all_few}"
+        count = (
+            f"CASE WHEN {all_few} THEN (SELECT count(*) FROM few) ELSE {count[0]} END",
+            count[1],
+        )
+    sql, sql_params = plan.ranked(
+        candidates=", ".join([*ctes, f"cand AS ({best})"]), params=params, total=count
+    )
+    raw, total, ranked, threshold = _pg_fetch(cursor, sql, sql_params)
+    if ranked >= total:
+        return _rows(raw), total, max_score
+    sets = None
+    if threshold is not None:
+        sets = plan.outside(titled=titled, rare=rare, threshold=threshold)
+        if sets == []:
+            return _rows(raw), total, max_score  # no article outside the pool can beat it
+    if sets:
+        # The articles outside the pool that hold enough of the words to beat the limit-th
+        # best are ranked too, and the two rankings merged (the scores are exact in both):
+        # all of them when they are few, else the POOL_RANKED best by the heaviest words.
+        where, where_params, holders = plan.holding(sets)
+        outside = f"SELECT a.id FROM tools_article a WHERE {where}"
+        if holders > CANDIDATE_BUDGET:
+            heaviest, heaviest_params = plan.any_of(sets[0][0])
+            outside += (
+                f" ORDER BY ts_rank_cd('{_PG_WEIGHTS}', a.search_vector, {heaviest}) DESC, a.id"
+                f" LIMIT {max(POOL_RANKED, 10 * limit)}"
+            )
+            where_params += heaviest_params
+        more, _, _, _ = _pg_fetch(
+            cursor,
+            *plan.ranked(
+                candidates=f"cand AS ({outside})",
+                params=where_params,
+                total=("%s::bigint", [total]),
+            ),
+        )
+        merged = {row[0]: row for row in [*raw, *more]}.values()
+        winners = sorted(merged, key=lambda row: (-row[len(_COLUMNS)], row[0]))[:limit]
+        return _rows(winners), total, max_score
+    # Too few in the pool to know what to beat (a filter, or words in no title), or too many
+    # ways to beat it: the best-ranked articles of the rarest word join the pool.
+    rarest_where, rarest_params = plan.where("search_vector", rarest)
+    rarest_query, rarest_query_params = plan.any_of(rarest)
+    best_of_rarest = f"""
+        SELECT id FROM pool UNION (
+            SELECT a.id FROM tools_article a WHERE {rarest_where}
+            ORDER BY ts_rank_cd('{_PG_WEIGHTS}', a.search_vector, {rarest_query}) DESC, a.id
+            LIMIT {CANDIDATE_BUDGET}
+        )"""
+    sql, sql_params = plan.ranked(
+        candidates=", ".join([*ctes, f"cand AS ({best_of_rarest})"]),
+        params=[*params, *rarest_params, *rarest_query_params],
+        total=count,
+    )
+    raw, total, _, _ = _pg_fetch(cursor, sql, sql_params)
+    return _rows(raw), total, max_score
+
+
+def _pg_fetch(
+    cursor: Any, sql: str, params: list[Any]
+) -> tuple[list[tuple[Any, ...]], int, int, float | None]:
+    """Run a ``_PgPlan.ranked`` statement: hits (columns, score), total, ranked, threshold."""
+    cursor.execute(sql, params)
+    raw = cursor.fetchall()
+    n = len(_COLUMNS)
+    total, ranked, threshold = raw[0][n + 1 :]
+    return [r[: n + 1] for r in raw if r[0] is not None], total, ranked, threshold
 
 
 def _row(values: Sequence[Any], *, score: float) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from tools.kb import CANDIDATE_BUDGET, import_articles, search_articles
 from tools.models import Article
@@ -225,10 +225,38 @@ def test_fts5_index_matches_the_table_after_edits(starter_kb: None) -> None:
 def test_search_costs_a_fixed_number_of_queries(
     starter_kb: None, django_assert_num_queries: object
 ) -> None:
-    # Statistics, then ranking; PostgreSQL adds its planner setting and a savepoint around them.
+    # SQLite: statistics, then ranking. PostgreSQL: a savepoint around its planner settings read
+    # with the statistics stamp, the statistics (only until cached), the ranking, and the
+    # settings put back for the outer transaction.
+    question = "reset my password and turn on two-step verification"
     expected = 2 if connection.vendor == "sqlite" else 6
     with django_assert_num_queries(expected):  # type: ignore[operator]
-        search_articles(query="reset my password and turn on two-step verification")
+        search_articles(query=question)
+    expected = 2 if connection.vendor == "sqlite" else 5
+    with django_assert_num_queries(expected):  # type: ignore[operator]
+        search_articles(query=question)
+
+
+def test_cached_statistics_never_outlive_an_article_change(starter_kb: None) -> None:
+    def found() -> list[str]:
+        return [hit.id for hit in search_articles(query="quokka", max_results=20).hits]
+
+    assert found() == []  # PostgreSQL now knows "quokka" is in no article
+    Article.objects.create(id="kb_900", title="Zoo", content="A quokka.", category="account")
+    assert found() == ["kb_900"]
+    Article.objects.filter(id="kb_900").update(content="A wombat.")
+    assert found() == []
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE tools_article SET content = 'Quokka!' WHERE id = 'kb_030'")
+    assert found() == ["kb_030"]
+    Article.objects.filter(id="kb_030").delete()
+    assert found() == []
+    # A change rolled back takes its statistics with it.
+    with pytest.raises(RuntimeError), transaction.atomic():
+        Article.objects.create(id="kb_901", title="Quokka", content="Quokka.", category="sync")
+        assert found() == ["kb_901"]
+        raise RuntimeError("roll back")
+    assert found() == []
 
 
 def test_past_the_candidate_budget_rare_words_still_find_their_article(starter_kb: None) -> None:
@@ -250,6 +278,74 @@ def test_past_the_candidate_budget_rare_words_still_find_their_article(starter_k
     assert result.total >= CANDIDATE_BUDGET + 51
 
 
+def _common_words_everywhere(count: int) -> None:
+    """``count`` articles whose bodies all say "sync", "files" and "laptop", titles none."""
+    Article.objects.bulk_create(
+        Article(
+            id=f"kb_filler_{i:04d}",
+            title=f"Notes {i}",
+            content="Sync moves files between a laptop and the cloud. " * (1 + i % 3),
+            category="sync",
+        )
+        for i in range(count)
+    )
+
+
+def test_past_the_candidate_budget_a_title_naming_common_words_ranks_first(
+    starter_kb: None,
+) -> None:
+    _common_words_everywhere(CANDIDATE_BUDGET + 50)
+    target = Article.objects.create(
+        id="kb_target", title="Sync files to a laptop", content="Plug it in.", category="sync"
+    )
+    result = search_articles(query="sync my files to my laptop", max_results=3)
+    assert result.hits[0].id == target.id
+    assert result.total >= CANDIDATE_BUDGET + 51
+
+
+def test_past_the_candidate_budget_a_body_alone_beats_weaker_titles(starter_kb: None) -> None:
+    _common_words_everywhere(CANDIDATE_BUDGET + 50)
+    target = Article.objects.create(
+        id="kb_target",
+        title="Moving things around",
+        content="Sync files to a laptop: sync the files, then open the laptop. " * 4,
+        category="sync",
+    )
+    # Starter titles name "sync" and "files" once; none of the words is rare.
+    hits = search_articles(query="sync files laptop", max_results=3).hits
+    assert [hit.id for hit in hits][:1] == [target.id]
+
+
+def test_past_the_candidate_budget_words_in_no_title_still_rank(starter_kb: None) -> None:
+    Article.objects.bulk_create(
+        Article(
+            id=f"kb_filler_{i:04d}",
+            title=f"Notes {i}",
+            content="Quokkas, wombats and numbats live here. " * (1 + i % 3),
+            category="sync",
+        )
+        for i in range(CANDIDATE_BUDGET + 50)
+    )
+    target = Article.objects.create(
+        id="kb_target",
+        title="Moving things around",
+        content="A quokka, a wombat, a numbat: quokkas, wombats, numbats. " * 4,
+        category="sync",
+    )
+    hits = search_articles(query="quokka wombat numbat", max_results=3).hits
+    assert [hit.id for hit in hits][:1] == [target.id]
+
+
+def test_a_filter_leaving_few_of_many_matches_ranks_them_all(starter_kb: None) -> None:
+    _common_words_everywhere(CANDIDATE_BUDGET + 50)
+    Article.objects.create(
+        id="kb_target", title="Refunds", content="Sync your laptop files first.", category="zoo"
+    )
+    result = search_articles(query="sync files laptop", category="zoo")
+    assert [hit.id for hit in result.hits] == ["kb_target"]
+    assert result.total == 1
+
+
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's stored tsvector")
 def test_postgres_vector_weighs_title_a_body_b_and_has_a_gin_index(starter_kb: None) -> None:
     Article.objects.filter(id="kb_002").update(title="Quokka passwords")
@@ -264,3 +360,19 @@ def test_postgres_vector_weighs_title_a_body_b_and_has_a_gin_index(starter_kb: N
     assert re.search(r"'forgot':\d+B", vector)  # body
     assert re.search(r"'lockout':[\d,BC]*C", vector)  # tags
     assert "USING gin (search_vector)" in index
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's stored tsvector")
+def test_postgres_title_vector_holds_title_a_and_tags_c_with_a_gin_index(starter_kb: None) -> None:
+    Article.objects.filter(id="kb_002").update(title="Quokka passwords")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT title_vector::text FROM tools_article WHERE id = 'kb_002'")
+        vector = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'tools_article_title_search_idx'"
+        )
+        index = cursor.fetchone()[0]
+    assert re.search(r"'quokka':1A\b", vector)
+    assert re.search(r"'lockout':\d+C", vector)
+    assert not re.search(r"\d+B\b", vector)  # the body stays out
+    assert "USING gin (title_vector)" in index
