@@ -1,7 +1,11 @@
-"""WebSocket routes (the consumer arrives with the real-time chat issue)."""
+"""WebSocket routes."""
 
 from __future__ import annotations
 
 from typing import Any
 
-websocket_urlpatterns: list[Any] = []
+from django.urls import path
+
+from chat.consumers import ChatConsumer
+
+websocket_urlpatterns: list[Any] = [path("ws", ChatConsumer.as_asgi())]
