@@ -20,7 +20,7 @@ from django.conf import settings
 
 from chat.llm.base import CompletionRequest, Finish, ProviderError, TextDelta
 from chat.models import ChatSession, Message
-from chat.tokens import count_message_tokens, count_tokens
+from chat.tokens import count_message_tokens
 from supportbot.db import write_transaction
 
 log = structlog.get_logger("chat.memory")
@@ -262,8 +262,3 @@ def track_topics(*, session: ChatSession, user_text: str, topic: str | None) -> 
     elif topic:
         topics = [topic] + [t for t in topics if t != topic]
     session.active_topics = topics[:MAX_TOPICS]
-
-
-def context_tokens(messages: list[dict[str, Any]]) -> int:
-    """Tokens a context costs (for logs and benchmarks)."""
-    return sum(count_tokens(str(m.get("content") or "")) for m in messages)

@@ -56,22 +56,6 @@ class TokenDelta:
 
 
 @dataclass(frozen=True)
-class ToolCallStarted:
-    message_id: str
-    call_id: str
-    tool: str
-    arguments: str
-
-
-@dataclass(frozen=True)
-class ToolCallFinished:
-    message_id: str
-    call_id: str
-    tool: str
-    result: dict[str, Any]
-
-
-@dataclass(frozen=True)
 class TurnDone:
     """The stored answer, in the shape both transports report."""
 
@@ -115,9 +99,7 @@ class TurnFailed:
     user_message_id: str
 
 
-TurnEvent = (
-    UserMessageStored | TokenDelta | ToolCallStarted | ToolCallFinished | TurnDone | TurnFailed
-)
+TurnEvent = UserMessageStored | TokenDelta | TurnDone | TurnFailed
 
 
 def done_from_message(message: Message, *, replayed: bool = False) -> TurnDone:
