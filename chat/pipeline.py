@@ -1,9 +1,12 @@
-"""One turn of conversation, the same code for every transport (REST now, WebSocket next).
+"""One turn of conversation, the same code for every transport (REST and WebSocket).
 
 ``run_turn`` is an async generator of events: guard → persist the user message → remember →
 think (model chain) → persist the answer → deliver. Transports translate the events into their
 own frames. Refusals before anything is stored are raised as ``ApiError``; failures after the
 user message is stored are yielded as ``TurnFailed`` (the message stays, marked unanswered).
+
+Every stored message is also published to the session's other sockets (``chat.events``) once it
+is committed; ``origin`` names the socket that asked, which gets its own frames instead.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import structlog
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from chat import events
 from chat.guards import GuardInput, run_guards
 from chat.llm.base import CompletionRequest, Finish, ProviderError, TextDelta, ToolCallRequest
 from chat.llm.chain import get_chain
@@ -40,6 +44,8 @@ from supportbot.ids import new_message_id
 log = structlog.get_logger("chat.pipeline")
 
 BUSY_POLL_SECONDS = (0.01, 0.02, 0.05, 0.1, 0.2)
+# Fan-out sends in flight (the event loop keeps only weak references to tasks).
+_background: set[asyncio.Future[None]] = set()
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,24 @@ class TurnDone:
             "processingTime": self.processing_ms,
             "toolCalls": self.tool_calls,
             "metadata": {
+                "aiModel": self.model,
+                "tokensUsed": self.tokens_used,
+                "fallbackUsed": self.fallback_used,
+                "citations": self.citations,
+            },
+        }
+
+    def ws_body(self) -> dict[str, Any]:
+        """The WebSocket ``ai_response`` data (API.md), plus tokens, fallback and citations."""
+        return {
+            "content": self.content,
+            "messageId": self.message_id,
+            "seq": self.seq,
+            "sessionId": self.session_id,
+            "timestamp": self.timestamp,
+            "toolCalls": self.tool_calls,
+            "metadata": {
+                "processingTime": self.processing_ms,
                 "aiModel": self.model,
                 "tokensUsed": self.tokens_used,
                 "fallbackUsed": self.fallback_used,
@@ -169,6 +193,7 @@ async def run_turn(
     metadata: Any = None,
     client_ip: str = "",
     transport: str = "rest",
+    origin: str | None = None,
 ) -> AsyncIterator[TurnEvent]:
     """Run one turn; see the module docstring for the order of things."""
     started = time.perf_counter()
@@ -190,6 +215,12 @@ async def run_turn(
     if isinstance(start, TurnReplay):
         yield done_from_message(start.answer, replayed=True)
         return
+    # Published while the model thinks; the answer is published after it, in order.
+    published = asyncio.ensure_future(
+        events.publish_messages(session.id, [start.user], origin=origin)
+    )
+    _background.add(published)
+    published.add_done_callback(_background.discard)
 
     structlog.contextvars.bind_contextvars(session_id=session.id)
     assistant_id = new_message_id()
@@ -236,7 +267,7 @@ async def run_turn(
     except BaseException:
         # The client went away (generator closed, task cancelled) or a bug: keep what we have.
         await _record_failure(
-            session.id, start, assistant_id, parts, model_started, "INTERNAL_ERROR"
+            session.id, start, assistant_id, parts, model_started, "INTERNAL_ERROR", origin
         )
         raise
     finally:
@@ -252,7 +283,9 @@ async def run_turn(
             )
 
     if failure is not None:
-        await _record_failure(session.id, start, assistant_id, parts, model_started, failure.code)
+        await _record_failure(
+            session.id, start, assistant_id, parts, model_started, failure.code, origin
+        )
         if parts:
             failure.details = {"messageId": assistant_id, "partialResponse": "".join(parts)}
         yield TurnFailed(failure, start.user.id)
@@ -274,6 +307,8 @@ async def run_turn(
     stored = await sync_to_async(_finish)(
         session_id=session.id, token=start.token, user=start.user, answer=answer
     )
+    await published
+    await events.publish_messages(session.id, [stored], origin=origin)
     yield done_from_message(stored)
 
 
@@ -284,6 +319,7 @@ async def _record_failure(
     parts: list[str],
     model_started: float,
     code: str,
+    origin: str | None,
 ) -> None:
     """Keep a cut-off answer as incomplete, or mark the user message unanswered."""
     if parts:
@@ -299,11 +335,12 @@ async def _record_failure(
             tool_calls=[],
             citations=[],
         )
-        await asyncio.shield(
+        stored, _ = await asyncio.shield(
             sync_to_async(finish_turn)(
                 session_id=session_id, token=start.token, user=start.user, answer=partial
             )
         )
+        await events.publish_messages(session_id, [stored], origin=origin)
     else:
         await asyncio.shield(
             sync_to_async(fail_turn)(

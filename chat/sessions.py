@@ -86,6 +86,9 @@ def session_end(*, session_id: str) -> ChatSession:
         session.status = ChatSession.Status.ENDED
         session.ended_at = now
         session.save(update_fields=["status", "ended_at"])
+        from chat.events import session_ended_on_commit
+
+        session_ended_on_commit(session.id)
     # Archived by a task (retried with backoff), not inside this request: a slow or
     # unreachable archive store must not hold the client. Expiry archives what this missed.
     from chat.tasks import archive_session_task
@@ -120,6 +123,7 @@ def message_wire(message: Message) -> dict[str, Any]:
             "aiModel": message.model,
             "tokensUsed": message.total_tokens,
             "fallbackUsed": message.fallback_used,
+            "citations": list(message.metadata.get("citations", [])),
         }
     return body
 

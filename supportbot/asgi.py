@@ -6,6 +6,7 @@ import os
 
 from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator
+from channels.sessions import SessionMiddlewareStack
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "supportbot.settings")
@@ -21,6 +22,9 @@ application = ProtocolTypeRouter(
         # Static files are served by the same process (no separate web server needed); a CDN or
         # proxy in front caches them in production.
         "http": ASGIStaticFilesHandler(django_asgi),
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        # The Django session (loaded only when read) tells staff watchers from end users.
+        "websocket": AllowedHostsOriginValidator(
+            SessionMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
     }
 )

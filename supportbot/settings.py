@@ -317,6 +317,8 @@ SESSION_TTL_HOURS = env_float("SESSION_TTL_HOURS", 24.0, minimum=0.01)
 SESSION_IDLE_MINUTES = env_float("SESSION_IDLE_MINUTES", 15.0, minimum=0.1)
 # A turn holds its session's lease at most this long; a crashed worker's lease then lapses.
 TURN_LEASE_SECONDS = env_float("TURN_LEASE_SECONDS", 180.0, minimum=1.0)
+# A connected client is warned this long before its session expires for inactivity.
+SESSION_EXPIRY_WARNING_SECONDS = env_float("SESSION_EXPIRY_WARNING_SECONDS", 300.0, minimum=0.0)
 MEMORY_SUMMARY_THRESHOLD = env_int("MEMORY_SUMMARY_THRESHOLD", 50, minimum=4)
 MEMORY_KEEP_RECENT = env_int("MEMORY_KEEP_RECENT", 20, minimum=2)
 MEMORY_CONTEXT_TOKENS = env_int("MEMORY_CONTEXT_TOKENS", 6000, minimum=256)

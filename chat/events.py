@@ -1,0 +1,91 @@
+"""Fan-out: the only module that sends to the channel layer.
+
+A session's new messages and state changes reach every socket watching it: all of the user's
+tabs and every staff watcher, in this process or, with ``REDIS_URL`` (channels_redis), in any
+daphne process. Only whole, committed messages travel here; token deltas go straight from the
+turn to the socket that asked (``chat.turns``), never through the layer.
+
+Callers publish after the data is committed: async code awaits the ``publish_*`` coroutines once
+its write has returned (our writes commit before they return); sync code inside a transaction
+uses ``on_commit``, which waits for the outermost commit.
+
+Groups (names the layer accepts: ASCII letters, digits, ``_.-``):
+
+- ``session.<id>``: every socket of the session (user tabs and staff watchers).
+- ``watch.<id>``: staff watchers only (the user's typing indicator).
+
+Event types are the consumer's handler names (``session.message`` → ``session_message``).
+A failed send is logged and counted, never raised: the message is stored, and a client that
+missed it gets it on ``resume``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from chat.models import Message
+from chat.sessions import message_wire
+from supportbot import metrics
+
+log = structlog.get_logger("chat.events")
+
+
+def session_group(session_id: str) -> str:
+    return f"session.{session_id}"
+
+
+def watchers_group(session_id: str) -> str:
+    return f"watch.{session_id}"
+
+
+async def _send(group: str, event: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await layer.group_send(group, event)
+    except Exception:
+        metrics.incr("fanout_errors")
+        log.warning("fanout_failed", group=group, event=event.get("type"), exc_info=True)
+
+
+async def publish_messages(
+    session_id: str, messages: Iterable[Message], *, origin: str | None = None
+) -> None:
+    """Every socket of the session gets these stored messages as ``message`` frames.
+
+    ``origin`` is the channel name of the socket whose turn produced them: it already has them
+    (``message_received``, ``ai_response``) and skips the copy.
+    """
+    for message in messages:
+        event = {"type": "session.message", "message": message_wire(message), "origin": origin}
+        await _send(session_group(session_id), event)
+
+
+async def publish_typing(session_id: str, *, is_typing: bool, origin: str) -> None:
+    """Staff watching the session see whether the user is typing."""
+    event = {"type": "session.typing", "isTyping": is_typing, "origin": origin}
+    await _send(watchers_group(session_id), event)
+
+
+async def publish_notice(
+    session_id: str, *, level: str, message: str, origin: str | None = None
+) -> None:
+    """A ``system_notification`` for every socket of the session (e.g. staff joined)."""
+    event = {"type": "session.notice", "level": level, "message": message, "origin": origin}
+    await _send(session_group(session_id), event)
+
+
+def session_ended_on_commit(session_id: str) -> None:
+    """Once the end is committed, every socket of the session is told and closed."""
+
+    def send() -> None:
+        async_to_sync(_send)(session_group(session_id), {"type": "session.ended"})
+
+    transaction.on_commit(send)
