@@ -12,11 +12,16 @@ socket (the first one goes out at once), so a fast model cannot flood a slow cli
 
 Turns of one session in this process run one after another in arrival order (across processes
 the pipeline's lease serialises them).
+
+When daphne shuts down (SIGTERM, Ctrl-C), running turns get ``SHUTDOWN_GRACE_SECONDS`` to finish;
+the rest are cancelled, which stores what was streamed as an incomplete answer (or marks the
+message unanswered) and frees the session's lease, so the next process can answer at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from typing import Any, Protocol
 
@@ -28,6 +33,7 @@ from supportbot.errors import ApiError
 log = structlog.get_logger("chat.turns")
 
 TOKEN_FRAME_INTERVAL = 0.05  # seconds: at most ~20 ai_token frames a second per socket
+SHUTDOWN_GRACE_SECONDS = 5.0
 
 
 class Listener(Protocol):
@@ -182,6 +188,7 @@ class TurnRegistry:
     def __init__(self) -> None:
         self.turns: dict[tuple[str, str], SocketTurn] = {}
         self.last_by_session: dict[str, asyncio.Task[None]] = {}
+        self.shutdown_hooked = False
 
     def running(self, session_id: str, request_id: str) -> SocketTurn | None:
         return self.turns.get((session_id, request_id))
@@ -199,6 +206,7 @@ class TurnRegistry:
         client_ip: str,
         listener: Listener,
     ) -> SocketTurn:
+        self._hook_shutdown()
         key = (session_id, request_id)
         turn = SocketTurn(
             session_id=session_id,
@@ -226,6 +234,34 @@ class TurnRegistry:
     def detach(self, listener: Listener) -> None:
         for turn in list(self.turns.values()):
             turn.detach(listener)
+
+    def _hook_shutdown(self) -> None:
+        """Under daphne (Twisted's reactor), finish or cancel running turns before it exits."""
+        if self.shutdown_hooked:
+            return
+        self.shutdown_hooked = True
+        reactor = sys.modules.get("twisted.internet.reactor")
+        if reactor is None:
+            return
+        from twisted.internet.defer import Deferred
+
+        def before_shutdown() -> Deferred[None]:
+            return Deferred.fromFuture(asyncio.ensure_future(self.shutdown()))
+
+        reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
+
+    async def shutdown(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        tasks = [turn.task for turn in self.turns.values() if turn.task is not None]
+        if not tasks:
+            return
+        log.info("turns_draining", running=len(tasks))
+        _, late = await asyncio.wait(tasks, timeout=grace)
+        for task in late:
+            task.cancel()
+        if late:
+            log.warning("turns_cancelled_at_shutdown", count=len(late))
+            # Cancelled turns record what they have (shielded database writes); wait for that.
+            await asyncio.wait(late, timeout=grace)
 
     async def drain(self) -> None:
         """Wait for the running turns (tests, graceful shutdown; callers bound the wait)."""

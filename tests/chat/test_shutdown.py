@@ -1,0 +1,71 @@
+"""A real daphne stopped mid-answer keeps what was streamed and frees the session at once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+
+import websockets
+
+from tests.fakes.live_server import LiveServer
+from tests.fakes.openai_server import FakeOpenAIServer, Reply, Stall
+
+
+def get_session(server: LiveServer, session_id: str) -> dict:
+    with urllib.request.urlopen(f"{server.base_url}/api/session/{session_id}", timeout=10) as r:
+        return json.load(r)
+
+
+async def ask(server: LiveServer, session_id: str, content: str, request_id: str, until: str):
+    async with websockets.connect(
+        f"{server.ws_url}?sessionId={session_id}", origin=websockets.Origin(server.base_url)
+    ) as ws:
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "chat_message",
+                    "data": {"content": content, "sessionId": session_id},
+                    "requestId": request_id,
+                }
+            )
+        )
+        async with asyncio.timeout(15):
+            while True:
+                frame = json.loads(await ws.recv())
+                if frame["type"] == until:
+                    return frame
+
+
+async def test_stopping_the_server_mid_answer_stores_the_partial_answer(tmp_path) -> None:
+    with FakeOpenAIServer() as model:
+        model.script(Stall("Let me look into that for you right away.", chunks_before=3))
+        model.set_default(Reply("Fresh answer after the restart."))
+        server = LiveServer(
+            tmp_path,
+            env={"LLM_BASE_URL": model.base_url, "LLM_MODEL": "fake-model", "LLM_API_KEY": "k"},
+        ).prepare()
+        try:
+            server.start()
+            session_id = server.create_session()
+            token = await ask(server, session_id, "Where is my order?", "stop-1", "ai_token")
+            assert token["data"]["delta"]
+            started = time.monotonic()
+            server.stop()  # SIGTERM while the model hangs mid-answer
+            assert time.monotonic() - started < 15
+
+            server.start()
+            messages = get_session(server, session_id)["recentMessages"]
+            assert [(m["role"], m["status"]) for m in messages] == [
+                ("user", "unanswered"),
+                ("assistant", "incomplete"),
+            ]
+            assert messages[1]["content"].startswith("Let me look")
+            # The lease was freed: the next message is answered at once, not after the lease.
+            started = time.monotonic()
+            answer = await ask(server, session_id, "Hello again", "stop-2", "ai_response")
+            assert answer["data"]["content"] == "Fresh answer after the restart."
+            assert time.monotonic() - started < 5
+        finally:
+            server.close()
