@@ -55,16 +55,15 @@ def _tool_calls(message: Message) -> SafeString | str:
 def render_transcript(session: ChatSession, *, limit: int = TRANSCRIPT_LIMIT) -> SafeString:
     """The session's messages in ``seq`` order as an HTML table; every value is escaped."""
     messages = list(session.messages.order_by("seq")[: limit + 1])
-    if not messages:
-        return format_html("<p>{}</p>", "No messages.")
     more = len(messages) > limit
     rows = format_html_join(
         "\n",
-        '<tr class="transcript-{}"><td>{}</td><td>{}</td><td>{}</td><td><pre>{}</pre>{}</td>'
-        "<td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        '<tr class="transcript-{}" data-seq="{}"><td>{}</td><td>{}</td><td>{}</td>'
+        "<td><pre>{}</pre>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         (
             (
                 m.role,
+                m.seq,
                 m.seq,
                 m.get_role_display(),
                 _when(m.created_at),
@@ -84,11 +83,21 @@ def render_transcript(session: ChatSession, *, limit: int = TRANSCRIPT_LIMIT) ->
         note = format_html(
             '<p>Showing the first {} messages; <a href="{}">all messages</a>.</p>', limit, url
         )
+    live = ""
+    if session.status != ChatSession.Status.ENDED and not more:
+        # static/chat/watch.js follows the conversation live (staff watcher socket).
+        live = format_html(
+            '<p class="transcript-live" data-session-id="{}" role="status" aria-live="polite"></p>',
+            session.pk,
+        )
+    empty = "" if messages else format_html('<p class="transcript-empty">{}</p>', "No messages.")
     return format_html(
-        '<table class="transcript"><thead><tr><th>#</th><th>Role</th><th>Time</th>'
+        '{}<table class="transcript"><thead><tr><th>#</th><th>Role</th><th>Time</th>'
         "<th>Content</th><th>Tokens</th><th>Latency</th><th>Model</th><th>Status</th></tr>"
-        "</thead><tbody>{}</tbody></table>{}",
+        "</thead><tbody>{}</tbody></table>{}{}",
+        live,
         rows,
+        empty,
         note,
     )
 
@@ -151,6 +160,9 @@ class ChatSessionAdmin(ReadOnlyAdmin):
         ("Transcript", {"fields": ("transcript",)}),
         ("Turn lease", {"classes": ("collapse",), "fields": ("turn_token", "turn_lease_until")}),
     )
+
+    class Media:
+        js = ("chat/watch.js",)
 
     @admin.display(description="Transcript")
     def transcript(self, obj: ChatSession) -> SafeString:

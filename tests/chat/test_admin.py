@@ -167,3 +167,16 @@ def test_anonymous_visitors_are_sent_to_the_login_page(conversation):
     response = Client().get(_change_url(conversation))
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("admin:login"))
+
+
+@pytest.mark.django_db
+def test_a_live_session_page_follows_the_conversation(staff_client, conversation):
+    html = staff_client.get(_change_url(conversation)).content.decode()
+    assert re.search(r'<script src="[^"]*chat/watch\.js"', html)
+    assert f'class="transcript-live" data-session-id="{conversation.pk}"' in html
+    assert 'data-seq="1"' in html and 'data-seq="4"' in html
+
+    conversation.status = ChatSession.Status.ENDED
+    conversation.save()
+    html = staff_client.get(_change_url(conversation)).content.decode()
+    assert "transcript-live" not in html  # nothing to follow
