@@ -40,7 +40,7 @@ run: $(STAMP)
 	@trap 'kill $$worker $$web 2>/dev/null; wait $$worker $$web 2>/dev/null' EXIT INT TERM; \
 	$(VENV)/bin/celery -A supportbot worker --beat --loglevel=WARNING --pool=threads --concurrency=4 & \
 	worker=$$!; \
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) supportbot.asgi:application & \
+	$(PY) -m supportbot.server -b $(HOST) -p $(PORT) supportbot.asgi:application & \
 	web=$$!; \
 	wait $$web
 

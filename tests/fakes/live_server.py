@@ -1,4 +1,4 @@
-"""supportbot as a real server process: daphne on 127.0.0.1, for tests that need sockets across
+"""supportbot as a real server process (``python -m supportbot.server``, i.e. daphne) on 127.0.0.1, for tests that need sockets across
 processes or a browser.
 
     server = LiveServer(var_dir, env={"LLM_BASE_URL": fake.base_url})
@@ -86,7 +86,7 @@ class LiveServer:
             [
                 sys.executable,
                 "-m",
-                "daphne",
+                "supportbot.server",
                 "-b",
                 "127.0.0.1",
                 "-p",

@@ -1,4 +1,4 @@
-"""A real daphne stopped mid-answer keeps what was streamed and frees the session at once."""
+"""Against a real daphne process: what only a real server shows (its frame limit, shutdown)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import asyncio
 import json
 import time
 import urllib.request
+from collections.abc import Iterator
 
+import pytest
 import websockets
 
 from tests.fakes.live_server import LiveServer
@@ -38,16 +40,47 @@ async def ask(server: LiveServer, session_id: str, content: str, request_id: str
                     return frame
 
 
-async def test_stopping_the_server_mid_answer_stores_the_partial_answer(tmp_path) -> None:
+@pytest.fixture(scope="module")
+def live(tmp_path_factory) -> Iterator[tuple[LiveServer, FakeOpenAIServer]]:
     with FakeOpenAIServer() as model:
-        model.script(Stall("Let me look into that for you right away.", chunks_before=3))
-        model.set_default(Reply("Fresh answer after the restart."))
         server = LiveServer(
-            tmp_path,
+            tmp_path_factory.mktemp("live"),
             env={"LLM_BASE_URL": model.base_url, "LLM_MODEL": "fake-model", "LLM_API_KEY": "k"},
         ).prepare()
         try:
-            server.start()
+            yield server.start(), model
+        finally:
+            if server.process is None:
+                server.start()
+
+
+async def test_a_frame_far_over_the_limit_closes_with_1009(live) -> None:
+    server, _ = live
+    session_id = server.create_session()
+    async with websockets.connect(
+        f"{server.ws_url}?sessionId={session_id}",
+        origin=websockets.Origin(server.base_url),
+        max_size=None,
+    ) as ws:
+        assert json.loads(await ws.recv())["type"] == "connection_established"
+        await ws.send('{"type": "ping"}' + " " * 100_000)  # over 64 KiB: an error, still open
+        error = json.loads(await ws.recv())
+        assert error["data"]["code"] == "MESSAGE_TOO_LONG"
+        await ws.send('{"type": "ping"}')
+        assert json.loads(await ws.recv())["type"] == "pong"
+        await ws.send("x" * (2 * 1024 * 1024))
+        async with asyncio.timeout(10):
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+        assert ws.close_code == 1009
+
+
+async def test_stopping_the_server_mid_answer_stores_the_partial_answer(live) -> None:
+    server, model = live
+    model.script(Stall("Let me look into that for you right away.", chunks_before=3))
+    model.set_default(Reply("Fresh answer after the restart."))
+    if True:
+        try:
             session_id = server.create_session()
             token = await ask(server, session_id, "Where is my order?", "stop-1", "ai_token")
             assert token["data"]["delta"]
@@ -68,4 +101,5 @@ async def test_stopping_the_server_mid_answer_stores_the_partial_answer(tmp_path
             assert answer["data"]["content"] == "Fresh answer after the restart."
             assert time.monotonic() - started < 5
         finally:
-            server.close()
+            if server.process is None:
+                server.start()
