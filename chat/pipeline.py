@@ -12,8 +12,9 @@ is committed; ``origin`` names the socket that asked, which gets its own frames 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ from chat.guards import GuardInput, run_guards
 from chat.llm.base import CompletionRequest, Finish, ProviderError, TextDelta, ToolCallRequest
 from chat.llm.chain import get_chain
 from chat.memory import build_context, topic_of
-from chat.models import Message
+from chat.models import ChatSession, Message
 from chat.sessions import ms, session_get, validate_metadata
 from chat.store import (
     AnswerRecord,
@@ -36,6 +37,7 @@ from chat.store import (
     begin_turn,
     fail_turn,
     finish_turn,
+    renew_lease,
 )
 from supportbot import metrics
 from supportbot.errors import ApiError
@@ -147,7 +149,7 @@ async def _acquire(
     *, session_id: str, content: str, request_id: str | None, metadata: dict[str, Any]
 ) -> TurnStarted | TurnReplay:
     """Wait for this session's lease (another turn may be running), then start the turn."""
-    deadline = time.monotonic() + settings.TURN_LEASE_SECONDS
+    deadline = time.monotonic() + settings.TURN_WAIT_SECONDS
     attempt = 0
     while True:
         outcome = await sync_to_async(begin_turn)(
@@ -163,6 +165,17 @@ async def _acquire(
             )
         await asyncio.sleep(BUSY_POLL_SECONDS[min(attempt, len(BUSY_POLL_SECONDS) - 1)])
         attempt += 1
+
+
+async def _keep_lease(session_id: str, token: str) -> None:
+    """Renew the turn's lease every third of its length until cancelled (the turn is over)."""
+    while True:
+        await asyncio.sleep(settings.TURN_LEASE_SECONDS / 3)
+        try:
+            if not await sync_to_async(renew_lease)(session_id=session_id, token=token):
+                return
+        except Exception:
+            log.warning("lease_renewal_failed", session_id=session_id, exc_info=True)
 
 
 def _queue_summary(session_id: str) -> None:
@@ -223,6 +236,24 @@ async def run_turn(
     published.add_done_callback(_background.discard)
 
     structlog.contextvars.bind_contextvars(session_id=session.id)
+    lease = asyncio.ensure_future(_keep_lease(session.id, start.token))
+    try:
+        # aclosing: a consumer that stops early closes _think at once, which records the turn.
+        async with contextlib.aclosing(_think(session, start, started, origin, published)) as steps:
+            async for event in steps:
+                yield event
+    finally:
+        lease.cancel()
+
+
+async def _think(
+    session: ChatSession,
+    start: TurnStarted,
+    started: float,
+    origin: str | None,
+    published: asyncio.Future[None],
+) -> AsyncGenerator[TurnEvent]:
+    """Steps 3 to 6 of a started turn: remember, think, persist, deliver."""
     assistant_id = new_message_id()
     parts: list[str] = []
     tool_calls: list[dict[str, Any]] = []

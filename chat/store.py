@@ -174,6 +174,16 @@ def fail_turn(*, session_id: str, token: str, user_id: str, error_code: str) -> 
             session.save(update_fields=["turn_token", "turn_lease_until"])
 
 
+def renew_lease(*, session_id: str, token: str) -> bool:
+    """Extend a running turn's lease; False when it is no longer this turn's."""
+    until = timezone.now() + timedelta(seconds=settings.TURN_LEASE_SECONDS)
+    with write_transaction():
+        updated = ChatSession.objects.filter(pk=session_id, turn_token=token).update(
+            turn_lease_until=until
+        )
+    return updated == 1
+
+
 def _release(session: ChatSession, token: str) -> None:
     # Only the holder frees the lease: a turn that outlived its lease must not free a successor's.
     if session.turn_token == token:

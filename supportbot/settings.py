@@ -316,7 +316,10 @@ MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 4000, minimum=1)
 SESSION_TTL_HOURS = env_float("SESSION_TTL_HOURS", 24.0, minimum=0.01)
 SESSION_IDLE_MINUTES = env_float("SESSION_IDLE_MINUTES", 15.0, minimum=0.1)
 # A turn holds its session's lease at most this long; a crashed worker's lease then lapses.
-TURN_LEASE_SECONDS = env_float("TURN_LEASE_SECONDS", 180.0, minimum=1.0)
+# A running turn holds its session by a lease renewed every third of this; a process that dies
+# mid-turn frees the session when the lease lapses. A waiting turn gives up after TURN_WAIT_SECONDS.
+TURN_LEASE_SECONDS = env_float("TURN_LEASE_SECONDS", 30.0, minimum=1.0)
+TURN_WAIT_SECONDS = env_float("TURN_WAIT_SECONDS", 180.0, minimum=1.0)
 # A connected client is warned this long before its session expires for inactivity.
 SESSION_EXPIRY_WARNING_SECONDS = env_float("SESSION_EXPIRY_WARNING_SECONDS", 300.0, minimum=0.0)
 MEMORY_SUMMARY_THRESHOLD = env_int("MEMORY_SUMMARY_THRESHOLD", 50, minimum=4)

@@ -256,3 +256,24 @@ async def test_a_crashed_turns_lease_lapses_and_the_next_turn_runs(api, primary,
     assert asyncio.get_running_loop().time() - started >= 0.3
     session = await ChatSession.objects.aget(pk=session_id)
     assert session.turn_token == "" and session.turn_lease_until is None
+
+
+async def test_a_turn_longer_than_its_lease_renews_it_and_keeps_the_session(
+    api, primary, settings, kb
+):
+    settings.TURN_LEASE_SECONDS = 1.0  # renewed every third of a second
+    # Six chunks 0.3 s apart: 1.8 s in all, within the test's inter-token timeout.
+    primary.set_default(Reply("a long answer told very slowly", delay=0.3))
+    session_id = await new_session(api)
+    first = asyncio.ensure_future(send(api, session_id, "first"))
+    await asyncio.sleep(0.2)
+    second = asyncio.ensure_future(send(api, session_id, "second"))
+    assert (await first).status_code == 200 and (await second).status_code == 200
+    stored = await sync_to_async(messages_of)(session_id)
+    # Had the lease lapsed at 1 s, "second" would have been stored before the first answer.
+    assert [(m.seq, m.content) for m in stored] == [
+        (1, "first"),
+        (2, "a long answer told very slowly"),
+        (3, "second"),
+        (4, "a long answer told very slowly"),
+    ]
