@@ -166,7 +166,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 self.joined.append(group)
         data = {"sessionId": self.session_id, "serverTime": now_ms(), "capabilities": CAPABILITIES}
         await self.send_frame("connection_established", data)
-        self.expiry_task = asyncio.ensure_future(self._watch_expiry())
+        self.expiry_task = asyncio.ensure_future(
+            self._watch_expiry((session.status, session.expires_at))
+        )
         if self.watcher:
             await events.publish_notice(
                 session.id,
@@ -188,12 +190,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_error(ApiError("INVALID_SESSION", message))
         await self.close(code=CLOSE_INVALID_SESSION)
 
-    async def _watch_expiry(self) -> None:
+    async def _watch_expiry(self, known: tuple[str, datetime] | None) -> None:
         """Warn SESSION_EXPIRY_WARNING_SECONDS before the session expires; close when it has."""
         warned_for: datetime | None = None
         try:
             while True:
-                state = await database_sync_to_async(_expiry_state)(self.session_id)
+                state = known or await database_sync_to_async(_expiry_state)(self.session_id)
+                known = None
                 now = timezone.now()
                 if state is None or state[0] == ChatSession.Status.ENDED or now >= state[1]:
                     await self._close_ended("This conversation has ended or expired.")
