@@ -1,9 +1,9 @@
 """WebSocket transport at ``/ws?sessionId=...`` (API.md "WebSocket"). Thin: parse, validate,
 dispatch; turns run in ``chat.pipeline`` through ``chat.turns``, fan-out comes from ``chat.events``.
 
-Frames are JSON ``{type, data, requestId?, timestamp}`` (timestamp in epoch ms). Every bad frame
-gets an ``error`` frame and the socket stays usable. A client-supplied ``type`` is only ever
-looked up in ``HANDLERS``; it is never used to name a method or a channel-layer handler.
+Frames are read and checked by ``chat.frames``; every bad frame gets an ``error`` frame and the
+socket stays usable. A client's ``type`` is only ever looked up in ``HANDLERS``; it never names a
+method or a channel-layer handler.
 
 Staff watch a session with ``/ws?sessionId=...&watch=1`` while logged in to the admin: they get the
 session's ``message`` frames and the user's ``typing``, and may send only ``ping`` and ``resume``.
@@ -13,18 +13,15 @@ Close codes:
 - 4004: the session is unknown, expired, ended or malformed (an ``error`` frame with
   ``INVALID_SESSION`` is sent first), or it ended or expired while connected.
 - 4003: ``watch=1`` without a staff login (``ACCESS_DENIED`` first).
-- 1009: a frame over 1 MiB (daphne's limit), closed before it reaches us; frames over 64 KiB
-  and up to that get an ``error`` frame (``MESSAGE_TOO_LONG``).
+- 1009: a frame over 1 MiB (daphne's limit, see ``supportbot/server.py``), closed before it
+  reaches us; frames over 64 KiB and up to that get an ``error`` frame (``MESSAGE_TOO_LONG``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -32,21 +29,17 @@ import structlog
 from channels.auth import get_user
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
-from django.utils import timezone
 
-from chat import events
-from chat.models import ChatSession, Message
-from chat.sessions import message_wire, ms, session_get
+from chat import events, frames
+from chat.lifecycle import watch_expiry
+from chat.sessions import messages_after, session_get
 from chat.turns import registry
 from supportbot.errors import ApiError, now_ms
-from supportbot.ids import CLIENT_REQUEST_ID_RE
 
 log = structlog.get_logger("chat.consumers")
 
 CLOSE_INVALID_SESSION = 4004
 CLOSE_ACCESS_DENIED = 4003
-MAX_FRAME_BYTES = 64 * 1024
 CAPABILITIES = ["chat", "voice", "tools", "workflows"]
 MAX_QUEUED_TURNS = 5  # per session in this process: running plus waiting
 RESUME_BATCH = 200
@@ -60,54 +53,6 @@ def _client_ip(scope: dict[str, Any]) -> str:
     return str(client[0] or "")
 
 
-def _expiry_state(session_id: str) -> tuple[str, datetime] | None:
-    row = ChatSession.objects.filter(pk=session_id).values_list("status", "expires_at").first()
-    return None if row is None else (row[0], row[1])
-
-
-def _messages_after(session_id: str, last_seq: int, limit: int) -> list[dict[str, Any]]:
-    rows = Message.objects.filter(session_id=session_id, seq__gt=last_seq).order_by("seq")[:limit]
-    return [message_wire(m) for m in rows]
-
-
-def _optional_request_id(frame: dict[str, Any]) -> str | None:
-    value = frame.get("requestId")
-    if value is None:
-        return None
-    if not isinstance(value, str) or not CLIENT_REQUEST_ID_RE.match(value):
-        raise ApiError(
-            "INVALID_FIELD_VALUE",
-            "requestId must be a string of letters, digits and _.:- (at most 128).",
-            details={"field": "requestId"},
-        )
-    return value
-
-
-def _data(frame: dict[str, Any], *, required: bool) -> dict[str, Any]:
-    data = frame.get("data")
-    if data is None and not required:
-        return {}
-    if data is None:
-        raise ApiError("MISSING_REQUIRED_FIELD", "data is required.", details={"field": "data"})
-    if not isinstance(data, dict):
-        raise ApiError("INVALID_FIELD_VALUE", "data must be an object.", details={"field": "data"})
-    return data
-
-
-def _need(data: dict[str, Any], name: str, kind: type, what: str) -> Any:
-    if name not in data or data[name] is None:
-        raise ApiError(
-            "MISSING_REQUIRED_FIELD", f"data.{name} is required.", details={"field": name}
-        )
-    value = data[name]
-    # bool is an int in Python; on the wire it is not a number.
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ApiError(
-            "INVALID_FIELD_VALUE", f"data.{name} must be {what}.", details={"field": name}
-        )
-    return value
-
-
 class ChatConsumer(AsyncWebsocketConsumer):
     session_id: str = ""
     watcher: bool = False
@@ -115,12 +60,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- sending ---------------------------------------------------------------------------
 
     async def send_frame(self, type_: str, data: Any, request_id: Any = None) -> None:
-        frame: dict[str, Any] = {"type": type_, "data": data, "timestamp": now_ms()}
-        if isinstance(request_id, str):
-            frame["requestId"] = request_id
         if type_ in ("message_received", "ai_response", "message"):
             self._remember(data.get("messageId"))
-        await self.send(text_data=json.dumps(frame, ensure_ascii=False))
+        await self.send(text_data=frames.encode(type_, data, request_id))
 
     async def send_error(self, error: ApiError, request_id: Any = None) -> None:
         await self.send_frame("error", error.payload(), request_id)
@@ -167,7 +109,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         data = {"sessionId": self.session_id, "serverTime": now_ms(), "capabilities": CAPABILITIES}
         await self.send_frame("connection_established", data)
         self.expiry_task = asyncio.ensure_future(
-            self._watch_expiry((session.status, session.expires_at))
+            watch_expiry(
+                session.id,
+                (session.status, session.expires_at),
+                warn=lambda data: self.send_frame("system_notification", data),
+                gone=lambda: self._close_ended("This conversation has ended or expired."),
+            )
         )
         if self.watcher:
             await events.publish_notice(
@@ -190,56 +137,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_error(ApiError("INVALID_SESSION", message))
         await self.close(code=CLOSE_INVALID_SESSION)
 
-    async def _watch_expiry(self, known: tuple[str, datetime] | None) -> None:
-        """Warn SESSION_EXPIRY_WARNING_SECONDS before the session expires; close when it has."""
-        warned_for: datetime | None = None
-        try:
-            while True:
-                state = known or await database_sync_to_async(_expiry_state)(self.session_id)
-                known = None
-                now = timezone.now()
-                if state is None or state[0] == ChatSession.Status.ENDED or now >= state[1]:
-                    await self._close_ended("This conversation has ended or expired.")
-                    return
-                expires_at = state[1]
-                remaining = (expires_at - now).total_seconds()
-                lead = settings.SESSION_EXPIRY_WARNING_SECONDS
-                if remaining <= lead:
-                    if warned_for != expires_at:
-                        warned_for = expires_at
-                        minutes = max(1, math.ceil(remaining / 60))
-                        await self.send_frame(
-                            "system_notification",
-                            {
-                                "level": "warning",
-                                "message": (
-                                    f"This conversation closes in about {minutes} minute"
-                                    f"{'s' if minutes != 1 else ''} because it has been quiet. "
-                                    "Send a message to keep it open."
-                                ),
-                                "actionRequired": True,
-                                "expiresAt": ms(expires_at),
-                            },
-                        )
-                    wait = remaining
-                else:
-                    wait = remaining - lead
-                # Activity moves the deadline: look again when this one would be reached.
-                await asyncio.sleep(min(max(wait, 0.5), 3600.0))
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.warning("expiry_watch_failed", session_id=self.session_id, exc_info=True)
-
     # --- receiving -------------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         request_id: str | None = None
         try:
-            frame = self._parse(text_data, bytes_data)
+            frame = frames.parse(text_data)
             if not self.session_id:
                 raise ApiError("INVALID_SESSION", "This socket has no session.")
-            request_id = _optional_request_id(frame)
+            request_id = frames.request_id_of(frame)
             handler = HANDLERS.get(frame["type"])
             if handler is None:
                 raise ApiError(
@@ -258,31 +164,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 ApiError("INTERNAL_ERROR", "The frame could not be handled."), request_id
             )
 
-    def _parse(self, text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
-        if text_data is None:
-            raise ApiError("INVALID_REQUEST_FORMAT", "Binary frames are not accepted.")
-        if len(text_data) > MAX_FRAME_BYTES or (
-            len(text_data.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES
-        ):
-            raise ApiError(
-                "MESSAGE_TOO_LONG",
-                "Frames are limited to 64 KiB.",
-                details={"maxBytes": MAX_FRAME_BYTES},
-            )
-        try:
-            frame = json.loads(text_data, parse_constant=_reject_constant)
-        except (ValueError, RecursionError):
-            raise ApiError("INVALID_REQUEST_FORMAT", "The frame is not valid JSON.") from None
-        if not isinstance(frame, dict):
-            raise ApiError("INVALID_REQUEST_FORMAT", "A frame must be a JSON object.")
-        if "type" not in frame:
-            raise ApiError("MISSING_REQUIRED_FIELD", "type is required.", details={"field": "type"})
-        if not isinstance(frame["type"], str):
-            raise ApiError(
-                "INVALID_REQUEST_FORMAT", "type must be a string.", details={"field": "type"}
-            )
-        return frame
-
     # --- frame handlers --------------------------------------------------------------------
 
     async def on_ping(self, frame: dict[str, Any], request_id: str | None) -> None:
@@ -295,9 +176,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "chat_message needs a requestId.",
                 details={"field": "requestId"},
             )
-        data = _data(frame, required=True)
-        content = _need(data, "content", str, "a string")
-        session_id = _need(data, "sessionId", str, "a string")
+        data = frames.data_of(frame)
+        content = frames.field(data, "content", str, "a string")
+        session_id = frames.field(data, "sessionId", str, "a string")
         if session_id != self.session_id:
             raise ApiError(
                 "INVALID_SESSION",
@@ -324,13 +205,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
 
     async def on_typing(self, frame: dict[str, Any], request_id: str | None) -> None:
-        data = _data(frame, required=True)
-        is_typing = _need(data, "isTyping", bool, "true or false")
+        is_typing = frames.field(frames.data_of(frame), "isTyping", bool, "true or false")
         await events.publish_typing(self.session_id, is_typing=is_typing, origin=self.channel_name)
 
     async def on_resume(self, frame: dict[str, Any], request_id: str | None) -> None:
-        data = _data(frame, required=True)
-        last_seq = _need(data, "lastSeq", int, "a whole number")
+        last_seq = frames.field(frames.data_of(frame), "lastSeq", int, "a whole number")
         if last_seq < 0:
             raise ApiError(
                 "INVALID_FIELD_VALUE",
@@ -339,7 +218,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
         cursor = last_seq
         while True:
-            batch = await database_sync_to_async(_messages_after)(
+            batch = await database_sync_to_async(messages_after)(
                 self.session_id, cursor, RESUME_BATCH
             )
             for message in batch:
@@ -382,10 +261,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
             {"level": "info", "message": "This conversation has ended.", "actionRequired": False},
         )
         await self._close_ended("This conversation has ended.")
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 HANDLERS: dict[str, Handler] = {

@@ -1,4 +1,5 @@
-"""Session lifecycle: archive a conversation to storage; expire idle sessions.
+"""Session lifecycle: archive a conversation to storage; expire idle sessions; warn a connected
+client before its session expires.
 
 An archive is the whole conversation (session fields, summary, every message with its tool
 calls and usage) as gzipped JSON in the ``archives`` storage (filesystem by default, S3/R2 in
@@ -8,13 +9,18 @@ deletes the hot rows only once the archive is recorded.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import json
+import math
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 import structlog
+from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.utils import timezone
@@ -114,3 +120,67 @@ def expire_sessions(*, now: datetime | None = None, batch: int = 100) -> int:
             ChatSession.objects.filter(pk=session_id, expires_at__lte=now).delete()
         done += 1
     return done
+
+
+def _expiry_state(session_id: str) -> tuple[str, datetime] | None:
+    row = ChatSession.objects.filter(pk=session_id).values_list("status", "expires_at").first()
+    return None if row is None else (row[0], row[1])
+
+
+def expiry_warning(remaining_seconds: float, expires_at: datetime) -> dict[str, Any]:
+    """The ``system_notification`` data of an expiry warning."""
+    minutes = max(1, math.ceil(remaining_seconds / 60))
+    return {
+        "level": "warning",
+        "message": (
+            f"This conversation closes in about {minutes} minute{'s' if minutes != 1 else ''} "
+            "because it has been quiet. Send a message to keep it open."
+        ),
+        "actionRequired": True,
+        "expiresAt": ms(expires_at),
+    }
+
+
+async def watch_expiry(
+    session_id: str,
+    known: tuple[str, datetime] | None,
+    *,
+    warn: Callable[[dict[str, Any]], Awaitable[None]],
+    gone: Callable[[], Awaitable[None]],
+) -> None:
+    """For one connected socket: ``warn`` SESSION_EXPIRY_WARNING_SECONDS before the session
+    expires (again if activity moved the deadline and it comes close again), and call ``gone``
+    once it has expired or ended. ``known`` is the (status, expires_at) already read, if any."""
+    try:
+        await _watch_expiry(session_id, known, warn=warn, gone=gone)
+    except Exception:  # the socket is closing, or the database is away: stop watching
+        log.warning("expiry_watch_failed", session_id=session_id, exc_info=True)
+
+
+async def _watch_expiry(
+    session_id: str,
+    known: tuple[str, datetime] | None,
+    *,
+    warn: Callable[[dict[str, Any]], Awaitable[None]],
+    gone: Callable[[], Awaitable[None]],
+) -> None:
+    warned_for: datetime | None = None
+    while True:
+        state = known or await sync_to_async(_expiry_state)(session_id)
+        known = None
+        now = timezone.now()
+        if state is None or state[0] == ChatSession.Status.ENDED or now >= state[1]:
+            await gone()
+            return
+        expires_at = state[1]
+        remaining = (expires_at - now).total_seconds()
+        lead = settings.SESSION_EXPIRY_WARNING_SECONDS
+        if remaining <= lead:
+            if warned_for != expires_at:
+                warned_for = expires_at
+                await warn(expiry_warning(remaining, expires_at))
+            wait = remaining
+        else:
+            wait = remaining - lead
+        # Activity moves the deadline: look again when this one would be reached.
+        await asyncio.sleep(min(max(wait, 0.5), 3600.0))

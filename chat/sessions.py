@@ -128,6 +128,12 @@ def message_wire(message: Message) -> dict[str, Any]:
     return body
 
 
+def messages_after(session_id: str, last_seq: int, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` stored messages after ``last_seq``, in order, as the wire shows them."""
+    rows = Message.objects.filter(session_id=session_id, seq__gt=last_seq).order_by("seq")[:limit]
+    return [message_wire(m) for m in rows]
+
+
 def session_wire(
     session: ChatSession, *, limit: int = 20, offset: int = 0, include_summary: bool = True
 ) -> dict[str, Any]:
