@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from django.contrib import admin
 from django.contrib.admin.utils import quote
 from django.db.models import QuerySet
+from django.forms import Script
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import formats, timezone
@@ -162,7 +163,7 @@ class ChatSessionAdmin(ReadOnlyAdmin):
     )
 
     class Media:
-        js = ("chat/watch.js",)
+        js = (Script("chat/watch.js", type="module"),)
 
     @admin.display(description="Transcript")
     def transcript(self, obj: ChatSession) -> SafeString:

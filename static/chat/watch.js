@@ -1,11 +1,11 @@
 // Staff watching a conversation in the admin: the transcript table follows it live over the
 // session's WebSocket in watch mode (new messages, the user's typing, notices). Every value
 // reaches the DOM through textContent.
-(function () {
-  "use strict";
-  const live = document.querySelector(".transcript-live[data-session-id]");
-  const table = document.querySelector("table.transcript tbody");
-  if (!live || !table) return;
+const live = document.querySelector(".transcript-live[data-session-id]");
+const table = document.querySelector("table.transcript tbody");
+if (live && table) follow(live, table);
+
+function follow(live, table) {
   const sessionId = live.dataset.sessionId;
   let lastSeq = 0;
   for (const row of table.querySelectorAll("tr[data-seq]")) {
@@ -99,4 +99,4 @@
   }
 
   connect();
-})();
+}

@@ -172,7 +172,7 @@ def test_anonymous_visitors_are_sent_to_the_login_page(conversation):
 @pytest.mark.django_db
 def test_a_live_session_page_follows_the_conversation(staff_client, conversation):
     html = staff_client.get(_change_url(conversation)).content.decode()
-    assert re.search(r'<script src="[^"]*chat/watch\.js"', html)
+    assert re.search(r'<script src="[^"]*chat/watch\.js"[^>]*type="module"', html)
     assert f'class="transcript-live" data-session-id="{conversation.pk}"' in html
     assert 'data-seq="1"' in html and 'data-seq="4"' in html
 
