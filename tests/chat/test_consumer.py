@@ -127,11 +127,20 @@ async def test_ended_session_is_refused_with_4004(api) -> None:
     assert (await ws.receive_output())["code"] == CLOSE_INVALID_SESSION
 
 
-async def test_foreign_origin_is_rejected() -> None:
+@pytest.mark.parametrize(
+    "origin", [b"http://evil.example", b"null", b"http://localhost.evil.example"]
+)
+async def test_a_foreign_origin_is_refused(origin: bytes) -> None:
     session_id = await new_session()
-    ws = communicator(session_id, headers=[(b"origin", b"http://evil.example")])
+    ws = communicator(session_id, headers=[(b"origin", origin), (b"host", b"localhost")])
     connected, _ = await ws.connect()
     assert not connected
+
+
+async def test_a_client_without_origin_is_not_a_browser_and_may_connect() -> None:
+    session_id = await new_session()
+    ws = await open_socket(session_id, headers=[(b"host", b"localhost")])
+    await ws.disconnect()
 
 
 # --- a turn ------------------------------------------------------------------------------------
