@@ -1,5 +1,5 @@
-"""supportbot as a real server process (``python -m supportbot.server``, i.e. daphne) on 127.0.0.1, for tests that need sockets across
-processes or a browser.
+"""supportbot as a real server process (``python -m supportbot.server``, i.e. daphne) on
+127.0.0.1, for tests that need sockets across processes or a browser.
 
     server = LiveServer(var_dir, env={"LLM_BASE_URL": fake.base_url})
     server.prepare()        # migrate + starter knowledge base, once per data directory
