@@ -78,6 +78,12 @@ def begin_turn(
                     return TurnReplay(user=existing, answer=answer)
         if leased:
             return TurnBusy()
+        if session.turn_token:
+            # The lease lapsed with its turn unfinished (its process died): that turn's message
+            # will never be answered by it; say so rather than leave it pending for ever.
+            Message.objects.filter(session=session, status=Message.Status.PENDING).update(
+                status=Message.Status.UNANSWERED, error_code="INTERNAL_ERROR"
+            )
         token = secrets.token_hex(16)
         session.turn_token = token
         session.turn_lease_until = now + timedelta(seconds=settings.TURN_LEASE_SECONDS)

@@ -246,9 +246,15 @@ async def test_a_crashed_turns_lease_lapses_and_the_next_turn_runs(api, primary,
     from django.utils import timezone
 
     session_id = await new_session(api)
-    # A worker died mid-turn: its lease is still on the row.
+    # A worker died mid-turn: its lease is still on the row, its user message pending.
+    await Message.objects.acreate(
+        session_id=session_id, seq=1, role="user", content="lost?", status="pending"
+    )
     await ChatSession.objects.filter(pk=session_id).aupdate(
-        turn_token="dead", turn_lease_until=timezone.now() + timedelta(seconds=0.4)
+        turn_token="dead",
+        turn_lease_until=timezone.now() + timedelta(seconds=0.4),
+        last_seq=1,
+        message_count=1,
     )
     started = asyncio.get_running_loop().time()
     response = await send(api, session_id, "anyone there?")
@@ -256,6 +262,12 @@ async def test_a_crashed_turns_lease_lapses_and_the_next_turn_runs(api, primary,
     assert asyncio.get_running_loop().time() - started >= 0.3
     session = await ChatSession.objects.aget(pk=session_id)
     assert session.turn_token == "" and session.turn_lease_until is None
+    stored = await sync_to_async(messages_of)(session_id)
+    assert [(m.seq, m.status) for m in stored] == [
+        (1, "unanswered"),
+        (2, "answered"),
+        (3, "complete"),
+    ]
 
 
 async def test_a_turn_longer_than_its_lease_renews_it_and_keeps_the_session(
