@@ -50,8 +50,7 @@ def live(tmp_path_factory) -> Iterator[tuple[LiveServer, FakeOpenAIServer]]:
         try:
             yield server.start(), model
         finally:
-            if server.process is None:
-                server.start()
+            server.close()
 
 
 async def test_a_frame_far_over_the_limit_closes_with_1009(live) -> None:
