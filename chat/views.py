@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.views.decorators.http import require_POST
 
 from chat.models import ChatSession
 from chat.sessions import session_create, session_get
@@ -29,12 +30,26 @@ def chat_page(request: HttpRequest) -> HttpResponse:
     """The chat page; the session id travels in an HttpOnly cookie and a data- attribute."""
     session = page_session(cookie_value=request.COOKIES.get(SESSION_COOKIE))
     response = render(request, "chat/index.html", {"session_id": session.pk})
+    _set_session_cookie(response, session.pk)
+    return response
+
+
+@require_POST
+def new_conversation(request: HttpRequest) -> JsonResponse:
+    """POST /conversation/new: a fresh session, named by the cookie from now on (CSRF-checked)."""
+    session = session_create()
+    response = JsonResponse({"sessionId": session.pk}, status=201)
+    _set_session_cookie(response, session.pk)
+    return response
+
+
+def _set_session_cookie(response: HttpResponse, session_id: str) -> None:
+    # HttpOnly: page scripts never read it; they get the id from the page or this view's body.
     response.set_cookie(
         SESSION_COOKIE,
-        session.pk,
+        session_id,
         max_age=COOKIE_MAX_AGE,
         httponly=True,
         samesite="Lax",
         secure=settings.HTTPS,
     )
-    return response

@@ -3,12 +3,13 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import path
 
-from chat.views import chat_page
+from chat.views import chat_page, new_conversation
 from ops.views import health
 from supportbot.api import api
 
 urlpatterns = [
     path("", chat_page, name="chat-page"),
+    path("conversation/new", new_conversation, name="new-conversation"),
     path("health", health, name="health"),
     path("api/", api.urls),
     path("admin/", admin.site.urls),

@@ -16,14 +16,18 @@ const typing = $("typing");
 const announcer = $("announcer");
 const form = $("composer");
 const input = $("message");
+const sendButton = $("send");
+const endButton = $("end-conversation");
 
 const state = {
   sessionId: document.body.dataset.sessionId,
   lastSeq: 0,
   seen: new Set(), // messageIds and seqs already on the page
   streams: new Map(), // messageId -> {node, text}
-  outbox: [], // frames waiting for an open socket, each with its own requestId
-  pending: new Map(), // requestId -> bubble of a sent, unacknowledged message
+  // requestId -> {article, frame} of every message not yet acknowledged by message_received, in
+  // the order typed. Each is (re)sent on every open socket: a frame sent just before a socket
+  // died may never have arrived, and the server answers a repeated requestId only once.
+  pending: new Map(),
   socket: null,
   attempt: 0,
   heartbeat: null,
@@ -64,9 +68,24 @@ function bubble({ role, content, timestamp, messageId, seq }) {
   body.className = "body";
   body.append(renderMarkdown(content || ""));
   article.append(meta, body);
-  log.append(article);
+  place(article);
   log.scrollTop = log.scrollHeight;
   return article;
+}
+
+// Stored messages are kept in seq order whatever order their frames arrive in (history, resume,
+// fan-out, live answers); bubbles without a seq yet (pending, streaming) stay at the end.
+function place(article) {
+  const seq = Number(article.dataset.seq || 0);
+  if (seq) {
+    for (const other of log.querySelectorAll("article.message[data-seq]")) {
+      if (other !== article && Number(other.dataset.seq) > seq) {
+        log.insertBefore(article, other);
+        return;
+      }
+    }
+  }
+  if (article.parentNode !== log || article.nextSibling) log.append(article);
 }
 
 function setBody(article, content) {
@@ -119,25 +138,32 @@ function remember(messageId, seq) {
   }
 }
 
-function showStored(message) {
+function showStored(message, { quiet = false } = {}) {
   const { messageId, seq } = message;
-  if (seenBefore(messageId, seq)) return;
   const streaming = messageId && state.streams.get(messageId);
+  if (streaming) state.streams.delete(messageId);
+  if (seenBefore(messageId, seq)) {
+    // Already on the page (history, resume or fan-out got there first): drop the duplicate.
+    if (streaming) streaming.node.remove();
+    return;
+  }
   let article;
   if (streaming) {
     article = streaming.node;
-    article.dataset.seq = String(seq);
-    setBody(article, message.content);
-    state.streams.delete(messageId);
+    article.classList.remove("streaming");
+    if (seq) article.dataset.seq = String(seq);
+    setBody(article, message.content || "");
+    place(article);
   } else {
     article = bubble(message);
   }
+  if (message.status && message.status !== "complete") article.dataset.status = message.status;
   addExtras(article, {
     toolCalls: message.toolCalls,
     citations: message.metadata && message.metadata.citations,
   });
   remember(messageId, seq);
-  if (message.role === "assistant") announce(message.content);
+  if (message.role === "assistant" && !quiet) announce(message.content);
 }
 
 function announce(text) {
@@ -150,7 +176,8 @@ async function loadHistory() {
   });
   if (!response.ok) return;
   const body = await response.json();
-  for (const message of body.recentMessages || []) showStored(message);
+  // History is not announced: only answers arriving while the page is open are.
+  for (const message of body.recentMessages || []) showStored(message, { quiet: true });
 }
 
 function send(frame) {
@@ -162,8 +189,21 @@ function send(frame) {
   return false;
 }
 
-function flushOutbox() {
-  while (state.outbox.length && send(state.outbox[0])) state.outbox.shift();
+function sendPending() {
+  for (const { frame } of state.pending.values()) {
+    if (!send(frame)) return;
+  }
+}
+
+// Forget the socket now, so that nothing it still delivers reaches the page.
+function dropSocket(code, reason) {
+  const socket = state.socket;
+  state.socket = null;
+  clearInterval(state.heartbeat);
+  clearTimeout(state.silence);
+  clearTimeout(state.reconnectTimer);
+  typing.hidden = true;
+  if (socket) socket.close(code, reason);
 }
 
 function resetSilenceTimer() {
@@ -186,7 +226,7 @@ function connect() {
     state.attempt = 0;
     setStatus("online", "Connected");
     send({ type: "resume", data: { lastSeq: state.lastSeq } });
-    flushOutbox();
+    sendPending();
     clearInterval(state.heartbeat);
     state.heartbeat = setInterval(() => send({ type: "ping", data: {} }), HEARTBEAT_MS);
     resetSilenceTimer();
@@ -208,6 +248,8 @@ function connect() {
     clearInterval(state.heartbeat);
     clearTimeout(state.silence);
     typing.hidden = true;
+    // An answer cut off with the socket is finished by resume (or stays as far as it got).
+    for (const stream of state.streams.values()) stream.node.classList.remove("streaming");
     scheduleReconnect();
   });
 }
@@ -227,14 +269,20 @@ function handle(frame) {
   const data = frame.data || {};
   switch (frame.type) {
     case "message_received": {
-      const article = state.pending.get(frame.requestId || data.requestId);
-      if (article) {
-        article.dataset.messageId = data.messageId;
-        article.dataset.seq = String(data.seq);
-        article.classList.remove("pending");
-        state.pending.delete(frame.requestId || data.requestId);
-        remember(data.messageId, data.seq);
+      const requestId = frame.requestId || data.requestId;
+      const entry = state.pending.get(requestId);
+      if (!entry) break;
+      state.pending.delete(requestId);
+      if (seenBefore(data.messageId, data.seq)) {
+        // A resent message the server had stored already; resume has shown it.
+        entry.article.remove();
+        break;
       }
+      entry.article.dataset.messageId = data.messageId;
+      entry.article.dataset.seq = String(data.seq);
+      entry.article.classList.remove("pending");
+      remember(data.messageId, data.seq);
+      place(entry.article);
       break;
     }
     case "ai_typing":
@@ -245,7 +293,7 @@ function handle(frame) {
       break;
     case "ai_token": {
       typing.hidden = true;
-      if (seenBefore(data.messageId)) break;
+      if (!data.messageId || seenBefore(data.messageId)) break;
       let stream = state.streams.get(data.messageId);
       if (!stream) {
         const node = bubble({ role: "assistant", content: "", messageId: data.messageId });
@@ -260,8 +308,6 @@ function handle(frame) {
     }
     case "ai_response": {
       typing.hidden = true;
-      const stream = state.streams.get(data.messageId);
-      if (stream) stream.node.classList.remove("streaming");
       showStored({
         role: "assistant",
         content: data.content,
@@ -277,7 +323,7 @@ function handle(frame) {
       showStored(data);
       break;
     case "error":
-      showError(data);
+      showError(data, frame.requestId);
       break;
     case "system_notification":
       showNotice(String(data.message || ""), data.level);
@@ -296,25 +342,57 @@ function showNotice(text, level) {
   log.scrollTop = log.scrollHeight;
 }
 
-function showError(data) {
-  showNotice(String(data.message || "Something went wrong."), "error");
-  if (data.code === "INVALID_SESSION" || data.code === "SESSION_NOT_FOUND") {
-    state.ended = true;
-    setStatus("offline", "Conversation ended");
+function showError(data, requestId) {
+  typing.hidden = true;
+  const entry = requestId && state.pending.get(requestId);
+  if (entry) {
+    // Refused (too long, rate limit, ...): not resent; the bubble says so.
+    state.pending.delete(requestId);
+    markFailed(entry.article);
   }
+  const partial = data.details && data.details.messageId && state.streams.get(data.details.messageId);
+  if (partial) partial.node.classList.remove("streaming");
+  if (data.code === "INVALID_SESSION" || data.code === "SESSION_NOT_FOUND") {
+    endedState("This conversation has ended. Start a new one to continue.");
+    return;
+  }
+  showNotice(String(data.message || "Something went wrong."), "error");
+}
+
+function markFailed(article) {
+  article.classList.remove("pending");
+  article.classList.add("failed");
+  const note = document.createElement("span");
+  note.className = "failed-note";
+  note.textContent = "Not sent";
+  article.querySelector(".meta").append(note);
+}
+
+// The conversation is over (ended here, elsewhere, or expired): no socket, no composer.
+function endedState(notice) {
+  if (state.ended) return;
+  state.ended = true;
+  dropSocket(1000, "ended");
+  for (const { article } of state.pending.values()) markFailed(article);
+  state.pending.clear();
+  setStatus("offline", "Conversation ended");
+  input.disabled = true;
+  sendButton.disabled = true;
+  endButton.disabled = true;
+  showNotice(notice, "info");
 }
 
 function submitMessage(text) {
   const requestId = newRequestId();
   const article = bubble({ role: "user", content: text });
   article.classList.add("pending");
-  state.pending.set(requestId, article);
   const frame = {
     type: "chat_message",
     data: { content: text, sessionId: state.sessionId },
     requestId,
   };
-  if (!send(frame)) state.outbox.push(frame);
+  state.pending.set(requestId, { article, frame });
+  send(frame); // offline: sent when a socket opens
 }
 
 form.addEventListener("submit", (event) => {
@@ -333,31 +411,42 @@ input.addEventListener("keydown", (event) => {
 });
 
 function resetConversation(sessionId) {
+  dropSocket(1000, "new conversation");
   state.sessionId = sessionId;
   document.body.dataset.sessionId = sessionId;
   state.lastSeq = 0;
   state.seen.clear();
   state.streams.clear();
   state.pending.clear();
-  state.outbox = [];
   state.ended = false;
   state.attempt = 0;
   log.replaceChildren();
-  const old = state.socket;
-  state.socket = null;
-  if (old) old.close(1000, "new conversation");
-  clearTimeout(state.reconnectTimer);
+  announcer.textContent = "";
+  input.disabled = false;
+  sendButton.disabled = false;
+  endButton.disabled = false;
   connect();
 }
 
+function csrfToken() {
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  return meta ? meta.content : "";
+}
+
 $("new-conversation").addEventListener("click", async () => {
-  const response = await fetch("/api/session", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: "{}",
-  });
-  if (!response.ok) {
-    showNotice("Could not start a new conversation.", "error");
+  // A same-origin view, not POST /api/session: it also moves the HttpOnly cookie to the new
+  // session, so a reload shows the new conversation rather than the old one.
+  let response;
+  try {
+    response = await fetch("/conversation/new", {
+      method: "POST",
+      headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
+    });
+  } catch {
+    response = null;
+  }
+  if (!response || !response.ok) {
+    showNotice("Could not start a new conversation. Try again in a moment.", "error");
     return;
   }
   const body = await response.json();
@@ -365,13 +454,25 @@ $("new-conversation").addEventListener("click", async () => {
   input.focus();
 });
 
-$("end-conversation").addEventListener("click", async () => {
-  await fetch(`/api/session/${encodeURIComponent(state.sessionId)}`, { method: "DELETE" });
-  state.ended = true;
-  clearTimeout(state.reconnectTimer);
-  if (state.socket) state.socket.close(1000, "ended");
-  setStatus("offline", "Conversation ended");
-  showNotice("This conversation has ended. Start a new one to continue.", "info");
+endButton.addEventListener("click", async () => {
+  if (state.ended) return;
+  let response;
+  try {
+    response = await fetch(`/api/session/${encodeURIComponent(state.sessionId)}`, {
+      method: "DELETE",
+      headers: { Accept: "application/json" },
+    });
+  } catch {
+    response = null;
+  }
+  // 409: it had ended already, which is what was asked for.
+  if (!response || !(response.ok || response.status === 409)) {
+    showNotice("Could not end the conversation. Try again in a moment.", "error");
+    return;
+  }
+  // The page view opens a fresh session for a cookie naming an ended one, so a reload is clean.
+  endedState("This conversation has ended. Start a new one to continue.");
+  $("new-conversation").focus();
 });
 
 loadHistory()

@@ -1,0 +1,123 @@
+"""Browser fixtures: the real server in a daphne process, the fake model, Debian's Chromium.
+
+One server per module (migrating and loading the knowledge base is the slow part); every test
+gets a fresh browser context, so a fresh cookie and with it a fresh conversation. The server
+runs on SQLite in a temporary data directory; REDIS_URL, when the run has one, is passed on so
+the Redis channel layer is what carries the frames.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from tests.conftest import REQUIRE_SERVICES
+from tests.fakes.live_server import LiveServer
+from tests.fakes.openai_server import FakeOpenAIServer
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# Explicit waits (expect, wait_for_function) give up after this long; each test stays well
+# under 20 s even when one of them runs out.
+WAIT_MS = 8000
+expect.set_options(timeout=WAIT_MS)
+
+
+def chromium_path() -> str | None:
+    """Debian's Chromium (Playwright's own browser downloads are never used)."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    return os.environ.get("CHROMIUM") or found
+
+
+@pytest.fixture(scope="module")
+def fake_model() -> Iterator[FakeOpenAIServer]:
+    """The model the live server talks to; one per module, reset before every test."""
+    with FakeOpenAIServer() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _fresh_model(fake_model: FakeOpenAIServer) -> None:
+    fake_model.reset()
+
+
+@pytest.fixture(scope="module")
+def app_server(
+    tmp_path_factory: pytest.TempPathFactory, fake_model: FakeOpenAIServer
+) -> Iterator[LiveServer]:
+    """supportbot in a daphne process on a free 127.0.0.1 port; ``stop()``/``start()`` restart
+    it on the same port."""
+    env = {
+        "LLM_BASE_URL": fake_model.base_url,
+        "LLM_MODEL": "fake-model",
+        "LLM_API_KEY": "test-key",
+        "LLM_MAX_RETRIES": "0",
+        # The tests open many sessions from one address within seconds.
+        "RATE_LIMITS_ENABLED": "false",
+    }
+    if os.environ.get("REDIS_URL"):
+        env["REDIS_URL"] = os.environ["REDIS_URL"]
+    server = LiveServer(tmp_path_factory.mktemp("live"), env=env).prepare()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(autouse=True)
+def _server_running(app_server: LiveServer) -> None:
+    """A test that stopped the server and failed before restarting it does not take the rest
+    of the module with it."""
+    if app_server.process is None:
+        app_server.start()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium (Playwright gives each launch a fresh temporary profile); skipped
+    without Chromium, failed when REQUIRE_SERVICES=1."""
+    executable = chromium_path()
+    if executable is None:
+        if REQUIRE_SERVICES:
+            pytest.fail("REQUIRE_SERVICES=1 but chromium is not installed")
+        pytest.skip("chromium is not installed")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def context(browser: Browser, app_server: LiveServer) -> Iterator[BrowserContext]:
+    """A fresh context: no cookies, so the page opens a new conversation."""
+    context = browser.new_context(base_url=app_server.base_url)
+    context.set_default_timeout(WAIT_MS)
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(context: BrowserContext) -> Iterator[Page]:
+    """A page of the fresh context; an uncaught script error fails the test."""
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    assert errors == [], f"uncaught errors in the page: {errors}"
