@@ -83,10 +83,12 @@ def _server_running(app_server: LiveServer) -> None:
         app_server.start()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Headless Chromium (Playwright gives each launch a fresh temporary profile); skipped
-    without Chromium, failed when REQUIRE_SERVICES=1."""
+    without Chromium, failed when REQUIRE_SERVICES=1. Module-scoped: Playwright's sync API
+    keeps an event loop running in this thread while it is open, which the async tests of
+    later modules could not start beside."""
     executable = chromium_path()
     if executable is None:
         if REQUIRE_SERVICES:
