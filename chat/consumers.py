@@ -26,8 +26,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import structlog
+from asgiref.sync import sync_to_async
 from channels.auth import get_user
-from channels.db import database_sync_to_async
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from chat import events, frames
@@ -56,6 +57,20 @@ def _client_ip(scope: dict[str, Any]) -> str:
 class ChatConsumer(AsyncWebsocketConsumer):
     session_id: str = ""
     watcher: bool = False
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch without its ``close_old_connections`` before every message.
+
+        With ``CONN_MAX_AGE=0`` that closed the shared sync thread's database connection before
+        every frame and every fan-out message, so each turn reopened it several times (a sixth
+        of the server's CPU under load) for a thread that lives as long as the process. The
+        database work of sockets runs on that thread and keeps its connection; each turn starts
+        with ``supportbot.db.refresh_kept_connections``, which replaces it if it broke.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     # --- sending ---------------------------------------------------------------------------
 
@@ -91,9 +106,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self.close(code=CLOSE_ACCESS_DENIED)
                 return
         try:
-            session = await database_sync_to_async(session_get)(
-                session_id=session_id, allow_ended=False
-            )
+            session = await sync_to_async(session_get)(session_id=session_id, allow_ended=False)
         except ApiError:
             await self.send_error(ApiError("INVALID_SESSION", "Unknown, expired or ended session."))
             await self.close(code=CLOSE_INVALID_SESSION)
@@ -218,9 +231,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
         cursor = last_seq
         while True:
-            batch = await database_sync_to_async(messages_after)(
-                self.session_id, cursor, RESUME_BATCH
-            )
+            batch = await sync_to_async(messages_after)(self.session_id, cursor, RESUME_BATCH)
             for message in batch:
                 await self.send_frame("message", message, request_id)
             if batch:

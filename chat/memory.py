@@ -28,6 +28,7 @@ log = structlog.get_logger("chat.memory")
 PROMPT_DIR = Path(__file__).resolve().parent / "prompts"
 CONTEXT_ROLES = (Message.Role.USER, Message.Role.ASSISTANT, Message.Role.STAFF)
 SUMMARY_MAX_CHARS = 6000
+FOLD_TO = 0.75  # share of the context budget (after the fixed parts) history fills after a fold
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 
 
@@ -67,30 +68,43 @@ def _history(session: ChatSession, before_seq: int) -> list[tuple[int, str, str]
     )
 
 
-def build_context(*, session_id: str, current: Message) -> list[dict[str, Any]]:
-    """The messages for the model: the current user turn appears exactly once, last."""
+def build_context(
+    *, session_id: str, current: Message, session: ChatSession | None = None
+) -> list[dict[str, Any]]:
+    """The messages for the model: the current user turn appears exactly once, last.
+
+    ``session``: the row as the caller just read it (saves reading it again); after a fold the
+    row is always read afresh.
+    """
     budget = settings.MEMORY_CONTEXT_TOKENS
     for _ in range(2):
-        session = ChatSession.objects.get(pk=session_id)
+        if session is None:
+            session = ChatSession.objects.get(pk=session_id)
         system = {"role": "system", "content": load_prompt("system")}
         head = [system] + ([_summary_message(session.summary)] if session.summary else [])
         tail = {"role": "user", "content": current.content}
-        used = sum(count_message_tokens(m) for m in head) + count_message_tokens(tail)
+        fixed = sum(count_message_tokens(m) for m in head) + count_message_tokens(tail)
+        # After a fold the history fills only FOLD_TO of what is left, so the next turns fit
+        # without folding again (one fold per many turns, not one per turn).
+        low_water = fixed + FOLD_TO * max(budget - fixed, 0)
+        used = fixed
         history = _history(session, current.seq)
         kept: list[dict[str, Any]] = []
-        first_kept = len(history)
+        first_kept = first_low = len(history)
         for index in range(len(history) - 1, -1, -1):
             item = _as_chat_message(history[index][1], history[index][2])
-            cost = count_message_tokens(item)
-            if used + cost > budget:
+            used += count_message_tokens(item)
+            if used > budget:
                 break
-            used += cost
             kept.append(item)
             first_kept = index
+            if used <= low_water:
+                first_low = index
         if first_kept == 0:
             return [*head, *reversed(kept), tail]
         # Some history does not fit: fold it into the summary first, then build again.
-        fold_extractively(session=session, through_seq=history[first_kept - 1][0])
+        fold_extractively(session=session, through_seq=history[first_low - 1][0])
+        session = None
     return [*head, *reversed(kept), tail]
 
 
@@ -151,6 +165,9 @@ def fold_extractively(*, session: ChatSession, through_seq: int) -> None:
 
 def summary_due(session: ChatSession) -> int | None:
     """The seq to fold through when more than the threshold sits outside the summary."""
+    # seq is gap-free from 1 to last_seq: at most this many sit outside (no query needed).
+    if session.last_seq - session.summarized_through_seq <= settings.MEMORY_SUMMARY_THRESHOLD:
+        return None
     outside = Message.objects.filter(
         session=session, seq__gt=session.summarized_through_seq
     ).order_by("-seq")

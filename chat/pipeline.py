@@ -27,7 +27,7 @@ from chat.guards import GuardInput, run_guards
 from chat.llm.base import CompletionRequest, Finish, ProviderError, TextDelta, ToolCallRequest
 from chat.llm.chain import get_chain
 from chat.memory import build_context, topic_of
-from chat.models import ChatSession, Message
+from chat.models import Message
 from chat.sessions import ms, session_get, validate_metadata
 from chat.store import (
     AnswerRecord,
@@ -40,8 +40,9 @@ from chat.store import (
     renew_lease,
 )
 from supportbot import metrics
+from supportbot.db import refresh_kept_connections
 from supportbot.errors import ApiError
-from supportbot.ids import new_message_id
+from supportbot.ids import is_session_id, new_message_id
 
 log = structlog.get_logger("chat.pipeline")
 
@@ -145,18 +146,40 @@ def done_from_message(message: Message, *, replayed: bool = False) -> TurnDone:
     )
 
 
+def _begin(
+    *, session_id: str, content: str, request_id: str | None, metadata: dict[str, Any]
+) -> tuple[TurnStarted | TurnReplay | TurnBusy, list[dict[str, Any]] | None]:
+    """Start the turn and, in the same trip to the database thread, read the model's context.
+
+    A context that cannot be read here is left to ``_think``, which records the failure.
+    """
+    refresh_kept_connections()
+    outcome = begin_turn(
+        session_id=session_id, content=content, request_id=request_id, metadata=metadata
+    )
+    if not isinstance(outcome, TurnStarted):
+        return outcome, None
+    try:
+        return outcome, build_context(
+            session_id=session_id, current=outcome.user, session=outcome.session
+        )
+    except Exception:
+        log.warning("context_deferred", session_id=session_id, exc_info=True)
+        return outcome, None
+
+
 async def _acquire(
     *, session_id: str, content: str, request_id: str | None, metadata: dict[str, Any]
-) -> TurnStarted | TurnReplay:
+) -> tuple[TurnStarted | TurnReplay, list[dict[str, Any]] | None]:
     """Wait for this session's lease (another turn may be running), then start the turn."""
     deadline = time.monotonic() + settings.TURN_WAIT_SECONDS
     attempt = 0
     while True:
-        outcome = await sync_to_async(begin_turn)(
+        outcome, context = await sync_to_async(_begin)(
             session_id=session_id, content=content, request_id=request_id, metadata=metadata
         )
         if not isinstance(outcome, TurnBusy):
-            return outcome
+            return outcome, context
         if time.monotonic() > deadline:
             raise ApiError(
                 "CONCURRENT_LIMIT_EXCEEDED",
@@ -207,22 +230,32 @@ async def run_turn(
     client_ip: str = "",
     transport: str = "rest",
     origin: str | None = None,
+    session_checked: bool = False,
 ) -> AsyncIterator[TurnEvent]:
-    """Run one turn; see the module docstring for the order of things."""
+    """Run one turn; see the module docstring for the order of things.
+
+    ``session_checked``: the caller has just seen the session live (a socket connected to it),
+    so only the id's form is checked here; starting the turn refuses it anyway if it has ended
+    or expired since. Otherwise an unknown session is refused before the message is looked at.
+    """
     started = time.perf_counter()
-    session = await sync_to_async(session_get)(session_id=session_id, allow_ended=False)
+    if session_checked:
+        if not is_session_id(session_id):
+            raise ApiError("INVALID_SESSION", "The session id is malformed.")
+    else:
+        await sync_to_async(session_get)(session_id=session_id, allow_ended=False)
     if not isinstance(content, str):
         raise ApiError(
             "INVALID_FIELD_VALUE", "message must be a string.", details={"field": "message"}
         )
     meta = validate_metadata(metadata)
-    verdict = run_guards(GuardInput(content, session.id, client_ip, transport))
+    verdict = run_guards(GuardInput(content, session_id, client_ip, transport))
     if not verdict.allowed:
         assert verdict.error is not None
         raise verdict.error
 
-    start = await _acquire(
-        session_id=session.id, content=verdict.text, request_id=request_id, metadata=meta
+    start, context = await _acquire(
+        session_id=session_id, content=verdict.text, request_id=request_id, metadata=meta
     )
     yield UserMessageStored(start.user.id, start.user.seq, start.user.request_id)
     if isinstance(start, TurnReplay):
@@ -230,16 +263,17 @@ async def run_turn(
         return
     # Published while the model thinks; the answer is published after it, in order.
     published = asyncio.ensure_future(
-        events.publish_messages(session.id, [start.user], origin=origin)
+        events.publish_messages(session_id, [start.user], origin=origin)
     )
     _background.add(published)
     published.add_done_callback(_background.discard)
 
-    structlog.contextvars.bind_contextvars(session_id=session.id)
-    lease = asyncio.ensure_future(_keep_lease(session.id, start.token))
+    structlog.contextvars.bind_contextvars(session_id=session_id)
+    lease = asyncio.ensure_future(_keep_lease(session_id, start.token))
+    thinking = _think(session_id, start, context, started, origin, published)
     try:
         # aclosing: a consumer that stops early closes _think at once, which records the turn.
-        async with contextlib.aclosing(_think(session, start, started, origin, published)) as steps:
+        async with contextlib.aclosing(thinking) as steps:
             async for event in steps:
                 yield event
     finally:
@@ -247,8 +281,9 @@ async def run_turn(
 
 
 async def _think(
-    session: ChatSession,
+    session_id: str,
     start: TurnStarted,
+    context: list[dict[str, Any]] | None,
     started: float,
     origin: str | None,
     published: asyncio.Future[None],
@@ -261,7 +296,8 @@ async def _think(
     failure: ApiError | None = None
     model_started = time.perf_counter()
     try:
-        context = await sync_to_async(build_context)(session_id=session.id, current=start.user)
+        if context is None:
+            context = await sync_to_async(build_context)(session_id=session_id, current=start.user)
         request = CompletionRequest(
             messages=context,
             max_tokens=settings.LLM_MAX_TOKENS,
@@ -298,7 +334,7 @@ async def _think(
     except BaseException:
         # The client went away (generator closed, task cancelled) or a bug: keep what we have.
         await _record_failure(
-            session.id, start, assistant_id, parts, model_started, "INTERNAL_ERROR", origin
+            session_id, start, assistant_id, parts, model_started, "INTERNAL_ERROR", origin
         )
         raise
     finally:
@@ -315,7 +351,7 @@ async def _think(
 
     if failure is not None:
         await _record_failure(
-            session.id, start, assistant_id, parts, model_started, failure.code, origin
+            session_id, start, assistant_id, parts, model_started, failure.code, origin
         )
         if parts:
             failure.details = {"messageId": assistant_id, "partialResponse": "".join(parts)}
@@ -336,10 +372,10 @@ async def _think(
         citations=[dict(c) for c in finish.citations],
     )
     stored = await sync_to_async(_finish)(
-        session_id=session.id, token=start.token, user=start.user, answer=answer
+        session_id=session_id, token=start.token, user=start.user, answer=answer
     )
     await published
-    await events.publish_messages(session.id, [stored], origin=origin)
+    await events.publish_messages(session_id, [stored], origin=origin)
     yield done_from_message(stored)
 
 

@@ -29,6 +29,7 @@ class TurnStarted:
     token: str
     user: Message
     retried: bool  # a repeated requestId whose first attempt got no answer
+    session: ChatSession  # as this transaction left it (summary included): no need to re-read
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,19 @@ class TurnReplay:
 @dataclass(frozen=True)
 class TurnBusy:
     """Another turn of this session holds the lease; try again shortly."""
+
+
+# The session columns a turn writes (a full save would rewrite the summary and metadata too).
+TURN_FIELDS = (
+    "last_seq",
+    "message_count",
+    "turn_token",
+    "turn_lease_until",
+    "last_activity",
+    "expires_at",
+)
+USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
+TOPIC_FIELDS = ("active_topics", "resolved_issues")
 
 
 def _locked_session(session_id: str) -> ChatSession:
@@ -91,7 +105,7 @@ def begin_turn(
             existing.status = Message.Status.PENDING
             existing.save(update_fields=["status"])
             session.save(update_fields=["turn_token", "turn_lease_until"])
-            return TurnStarted(token=token, user=existing, retried=True)
+            return TurnStarted(token=token, user=existing, retried=True, session=session)
         user = Message.objects.create(
             session=session,
             seq=_next_seq(session),
@@ -105,8 +119,8 @@ def begin_turn(
         touch_expiry(session, now)
         if session.status == ChatSession.Status.IDLE:
             session.status = ChatSession.Status.ACTIVE
-        session.save()
-    return TurnStarted(token=token, user=user, retried=False)
+        session.save(update_fields=[*TURN_FIELDS, "status"])
+    return TurnStarted(token=token, user=user, retried=False, session=session)
 
 
 @dataclass(frozen=True)
@@ -163,7 +177,9 @@ def finish_turn(
         if answer.complete:
             track_topics(session=session, user_text=user.content, topic=topic)
         _release(session, token)
-        session.save()
+        session.save(
+            update_fields=[*TURN_FIELDS, *USAGE_FIELDS, "active_topics", "resolved_issues"]
+        )
         due = summary_due(session) is not None
     return message, due
 

@@ -38,8 +38,20 @@ def _counter() -> Callable[[str], int]:
     return lambda text: len(encoding.encode(text, disallowed_special=()))
 
 
+# Every turn re-counts the conversation's recent messages (up to the whole context budget), so
+# counts of short texts are remembered; at most 4,096 texts of at most 1,024 characters are kept.
+_CACHED_MAX_CHARS = 1024
+
+
+@functools.lru_cache(maxsize=4096)
+def _count_short(text: str) -> int:
+    return _counter()(text)
+
+
 def count_tokens(text: str) -> int:
     """Tokens in ``text``: exact with a cached tiktoken encoding, else an upper-leaning estimate."""
+    if len(text) <= _CACHED_MAX_CHARS:
+        return _count_short(text)
     return _counter()(text)
 
 

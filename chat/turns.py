@@ -151,6 +151,7 @@ class SocketTurn:
                 client_ip=self.client_ip,
                 transport="websocket",
                 origin=self.origin,
+                session_checked=True,
             ):
                 if isinstance(event, UserMessageStored):
                     self.received = {

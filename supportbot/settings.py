@@ -129,6 +129,9 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
 elif _db["ENGINE"] == "django.db.backends.postgresql":
     # Connections are pooled (psycopg_pool): ASGI requests run ORM work on short-lived threads,
     # so persistent per-thread connections would leak; the pool reuses them instead.
+    # Connections are checked before use (the pool's check, or Django's when not pooled), so a
+    # database restart costs one reconnect, not an error.
+    _db["CONN_HEALTH_CHECKS"] = True
     if env_bool("DATABASE_POOL", True):
         _db["CONN_MAX_AGE"] = 0
         _db.setdefault("OPTIONS", {})["pool"] = {

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
@@ -291,6 +292,90 @@ async def test_resending_a_running_request_attaches_the_new_socket(primary, kb) 
     assert len(primary.chat_requests) == 1
     assert len(await stored(session_id)) == 2
     await ws2.disconnect()
+
+
+def _backend_pid() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
+@pytest.fixture
+def test_thread_backend(primary) -> int:
+    """This thread's PostgreSQL backend (the test's own teardown needs it alive)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs a server that can drop a connection (PostgreSQL)")
+    return _backend_pid()
+
+
+async def test_sockets_keep_their_database_connection_between_frames(primary, kb) -> None:
+    """Channels would close (and the next query reopen) the connection before every message."""
+    from django.db.backends.signals import connection_created
+
+    primary.script(Reply("First answer."), Reply("Second answer."))
+    opened: list[object] = []
+
+    def count(sender: object, connection: object, **kwargs: object) -> None:
+        opened.append(connection)
+
+    session_id = await new_session()
+    ws = await open_socket(session_id)
+    await ws.send_json_to(chat(session_id, "How do I reset my password?", "r1"))
+    await frames_until(ws, "ai_response")
+    connection_created.connect(count)
+    try:
+        for _ in range(5):
+            await ws.send_json_to({"type": "ping"})
+            assert (await ws.receive_json_from())["type"] == "pong"
+        await ws.send_json_to(chat(session_id, "And how do I change my email?", "r2"))
+        assert (await frames_until(ws, "ai_response"))[-1]["data"]["content"] == "Second answer."
+    finally:
+        connection_created.disconnect(count)
+    await ws.disconnect()
+    assert opened == []
+
+
+async def test_a_dropped_database_connection_is_replaced_and_the_turn_still_runs(
+    primary, kb, test_thread_backend
+) -> None:
+    """The sockets' thread keeps its connection; the database drops it (a restart, a failover)."""
+    from django.db import connection
+
+    primary.script(Reply("First answer."), Reply("Second answer."))
+    session_id = await new_session()
+    ws = await open_socket(session_id)
+    await ws.send_json_to(chat(session_id, "How do I reset my password?", "r1"))
+    await frames_until(ws, "ai_response")
+
+    def drop_all() -> int:
+        # On a thread of its own: the sockets' shared thread is the one whose connection goes.
+        try:
+            spared = {test_thread_backend, _backend_pid()}
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                )
+                pids = {row[0] for row in cursor.fetchall()} - spared
+                for pid in pids:
+                    cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+            return len(pids)
+        finally:
+            connection.close()
+
+    assert await sync_to_async(drop_all, thread_sensitive=False)() >= 1
+    await ws.send_json_to(chat(session_id, "And how do I change my email?", "r2"))
+    frames = await frames_until(ws, "ai_response", "error")
+    assert frames[-1]["type"] == "ai_response", frames[-1]
+    assert frames[-1]["data"]["content"] == "Second answer."
+    await ws.disconnect()
+    stored = await database_sync_to_async(
+        lambda: list(Message.objects.filter(session_id=session_id).values_list("seq", "status"))
+    )()
+    assert sorted(stored) == [(1, "answered"), (2, "complete"), (3, "answered"), (4, "complete")]
 
 
 async def test_messages_of_one_socket_are_answered_in_order(primary, kb) -> None:
