@@ -43,6 +43,7 @@ from supportbot import metrics
 from supportbot.db import refresh_kept_connections
 from supportbot.errors import ApiError
 from supportbot.ids import is_session_id, new_message_id
+from tools.registry import ToolContext, ToolNotFound, registry
 
 log = structlog.get_logger("chat.pipeline")
 
@@ -126,7 +127,16 @@ class TurnFailed:
     user_message_id: str
 
 
-TurnEvent = UserMessageStored | TokenDelta | TurnDone | TurnFailed
+@dataclass(frozen=True)
+class ToolStarted:
+    """A tool call is about to run; ``progress`` is what the user is shown meanwhile."""
+
+    call_id: str
+    tool: str
+    progress: str
+
+
+TurnEvent = UserMessageStored | TokenDelta | ToolStarted | TurnDone | TurnFailed
 
 
 def done_from_message(message: Message, *, replayed: bool = False) -> TurnDone:
@@ -280,6 +290,113 @@ async def run_turn(
         lease.cancel()
 
 
+@dataclass
+class _Answer:
+    """What a turn's model rounds have produced so far."""
+
+    message_id: str
+    parts: list[str] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    citations: list[dict[str, str]] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish: Finish | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def cite(self, citations: Any) -> None:
+        seen = {c.get("id") for c in self.citations}
+        for citation in citations:
+            if citation.get("id") not in seen:
+                seen.add(citation.get("id"))
+                self.citations.append(dict(citation))
+
+
+def _assistant_call_message(text: str, calls: list[ToolCallRequest]) -> dict[str, Any]:
+    return {
+        "role": "assistant",
+        "content": text or None,
+        "tool_calls": [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in calls
+        ],
+    }
+
+
+async def _rounds(
+    session_id: str, start: TurnStarted, context: list[dict[str, Any]], answer: _Answer
+) -> AsyncGenerator[TokenDelta | ToolStarted]:
+    """Ask the model; run the tools it calls and feed the results back, for at most
+    ``TOOL_MAX_ROUNDS`` rounds (the last request offers no tools, so it must answer)."""
+    messages = list(context)
+    schemas = registry.schemas()
+    tool_ctx = ToolContext(session_id=session_id, request_id=start.user.request_id or start.user.id)
+    for round_number in range(settings.TOOL_MAX_ROUNDS + 1):
+        offer_tools = bool(schemas) and round_number < settings.TOOL_MAX_ROUNDS
+        request = CompletionRequest(
+            messages=messages,
+            max_tokens=settings.LLM_MAX_TOKENS,
+            temperature=settings.LLM_TEMPERATURE,
+            tools=schemas if offer_tools else None,
+        )
+        calls: list[ToolCallRequest] = []
+        round_parts: list[str] = []
+        round_started = time.perf_counter()
+        finish: Finish | None = None
+        async for event in get_chain().stream(request):
+            if isinstance(event, TextDelta):
+                answer.parts.append(event.text)
+                round_parts.append(event.text)
+                yield TokenDelta(answer.message_id, event.text)
+            elif isinstance(event, ToolCallRequest):
+                calls.append(event)
+            elif isinstance(event, Finish):
+                finish = event
+        if finish is not None:
+            answer.finish = finish
+            answer.prompt_tokens += finish.usage.prompt_tokens
+            answer.completion_tokens += finish.usage.completion_tokens
+            answer.cite(finish.citations)
+            metrics.record_model_call(
+                provider=finish.provider,
+                model=finish.model,
+                ok=True,
+                latency_ms=(time.perf_counter() - round_started) * 1000,
+                prompt_tokens=finish.usage.prompt_tokens,
+                completion_tokens=finish.usage.completion_tokens,
+            )
+        if not calls:
+            return
+        if not offer_tools:
+            # Called tools although none were offered: record the calls, run nothing.
+            answer.tool_calls += [
+                {"id": c.id, "tool": c.name, "arguments": c.arguments, "status": "skipped"}
+                for c in calls
+            ]
+            return
+        messages.append(_assistant_call_message("".join(round_parts), calls))
+        for call in calls:
+            try:
+                progress = registry.get(call.name).progress
+            except ToolNotFound:
+                progress = "working on it…"
+            yield ToolStarted(call.id, call.name, progress)
+            outcome = await registry.execute(
+                call_id=call.id, name=call.name, arguments=call.arguments, ctx=tool_ctx
+            )
+            answer.tool_calls.append(outcome.wire())
+            answer.cite(outcome.citations)
+            messages.append(
+                {"role": "tool", "tool_call_id": call.id, "content": outcome.for_model()}
+            )
+
+
 async def _think(
     session_id: str,
     start: TurnStarted,
@@ -288,91 +405,67 @@ async def _think(
     origin: str | None,
     published: asyncio.Future[None],
 ) -> AsyncGenerator[TurnEvent]:
-    """Steps 3 to 6 of a started turn: remember, think, persist, deliver."""
-    assistant_id = new_message_id()
-    parts: list[str] = []
-    tool_calls: list[dict[str, Any]] = []
-    finish: Finish | None = None
+    """Steps 3 to 6 of a started turn: remember, think (with tools), persist, deliver."""
+    answer = _Answer(message_id=new_message_id())
     failure: ApiError | None = None
     model_started = time.perf_counter()
     try:
         if context is None:
             context = await sync_to_async(build_context)(session_id=session_id, current=start.user)
-        request = CompletionRequest(
-            messages=context,
-            max_tokens=settings.LLM_MAX_TOKENS,
-            temperature=settings.LLM_TEMPERATURE,
-        )
-        async for event in get_chain().stream(request):
-            if isinstance(event, TextDelta):
-                parts.append(event.text)
-                yield TokenDelta(assistant_id, event.text)
-            elif isinstance(event, ToolCallRequest):
-                # Tools arrive with the tool registry; no tool schemas are offered yet, so a
-                # call here is a model misbehaving: record it, run nothing.
-                tool_calls.append(
-                    {
-                        "id": event.id,
-                        "tool": event.name,
-                        "arguments": event.arguments,
-                        "status": "skipped",
-                    }
-                )
-            elif isinstance(event, Finish):
-                finish = event
-        if finish is None or not "".join(parts).strip():
+        async with contextlib.aclosing(_rounds(session_id, start, context, answer)) as steps:
+            async for step in steps:
+                yield step
+        if answer.finish is None or not answer.text.strip():
             failure = ApiError(
                 "AI_SERVICE_UNAVAILABLE", "The assistant returned an empty answer.", retry_after=5
             )
     except ProviderError as exc:
-        log.warning("turn_model_failed", kind=exc.kind, provider=exc.provider, partial=bool(parts))
+        log.warning(
+            "turn_model_failed", kind=exc.kind, provider=exc.provider, partial=bool(answer.parts)
+        )
+        metrics.record_model_call(
+            provider=exc.provider,
+            model="",
+            ok=False,
+            latency_ms=(time.perf_counter() - model_started) * 1000,
+            prompt_tokens=0,
+            completion_tokens=0,
+        )
         failure = ApiError(
             "AI_SERVICE_UNAVAILABLE",
-            "The answer was interrupted." if parts else "The assistant is unavailable right now.",
+            "The answer was interrupted."
+            if answer.parts
+            else "The assistant is unavailable right now.",
             retry_after=5,
         )
     except BaseException:
         # The client went away (generator closed, task cancelled) or a bug: keep what we have.
-        await _record_failure(
-            session_id, start, assistant_id, parts, model_started, "INTERNAL_ERROR", origin
-        )
+        await _record_failure(session_id, start, answer, model_started, "INTERNAL_ERROR", origin)
         raise
-    finally:
-        elapsed_model = (time.perf_counter() - model_started) * 1000
-        if finish is not None:
-            metrics.record_model_call(
-                provider=finish.provider,
-                model=finish.model,
-                ok=failure is None,
-                latency_ms=elapsed_model,
-                prompt_tokens=finish.usage.prompt_tokens,
-                completion_tokens=finish.usage.completion_tokens,
-            )
 
     if failure is not None:
-        await _record_failure(
-            session_id, start, assistant_id, parts, model_started, failure.code, origin
-        )
-        if parts:
-            failure.details = {"messageId": assistant_id, "partialResponse": "".join(parts)}
+        await _record_failure(session_id, start, answer, model_started, failure.code, origin)
+        if answer.parts:
+            failure.details = {"messageId": answer.message_id, "partialResponse": answer.text}
         yield TurnFailed(failure, start.user.id)
         return
 
+    finish = answer.finish
     assert finish is not None
-    answer = AnswerRecord(
-        message_id=assistant_id,
-        content="".join(parts),
+    record = AnswerRecord(
+        message_id=answer.message_id,
+        content=answer.text,
         complete=True,
         model=finish.model,
         fallback_used=finish.fallback_used,
-        prompt_tokens=finish.usage.prompt_tokens,
-        completion_tokens=finish.usage.completion_tokens,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
         processing_ms=round((time.perf_counter() - started) * 1000),
-        tool_calls=tool_calls,
-        citations=[dict(c) for c in finish.citations],
+        tool_calls=answer.tool_calls,
+        citations=answer.citations,
     )
     stored = await sync_to_async(_finish)(
-        session_id=session_id, token=start.token, user=start.user, answer=answer
+        session_id=session_id, token=start.token, user=start.user, answer=record
     )
     await published
     await events.publish_messages(session_id, [stored], origin=origin)
@@ -382,25 +475,25 @@ async def _think(
 async def _record_failure(
     session_id: str,
     start: TurnStarted,
-    assistant_id: str,
-    parts: list[str],
+    answer: _Answer,
     model_started: float,
     code: str,
     origin: str | None,
 ) -> None:
-    """Keep a cut-off answer as incomplete, or mark the user message unanswered."""
-    if parts:
+    """Keep a cut-off answer as incomplete (with the tools it ran), or mark the user message
+    unanswered."""
+    if answer.parts or answer.tool_calls:
         partial = AnswerRecord(
-            message_id=assistant_id,
-            content="".join(parts),
+            message_id=answer.message_id,
+            content=answer.text,
             complete=False,
-            model="",
+            model=answer.finish.model if answer.finish else "",
             fallback_used=False,
-            prompt_tokens=0,
-            completion_tokens=0,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
             processing_ms=round((time.perf_counter() - model_started) * 1000),
-            tool_calls=[],
-            citations=[],
+            tool_calls=answer.tool_calls,
+            citations=answer.citations,
         )
         stored, _ = await asyncio.shield(
             sync_to_async(finish_turn)(

@@ -27,7 +27,14 @@ from typing import Any, Protocol
 
 import structlog
 
-from chat.pipeline import TokenDelta, TurnDone, TurnFailed, UserMessageStored, run_turn
+from chat.pipeline import (
+    TokenDelta,
+    ToolStarted,
+    TurnDone,
+    TurnFailed,
+    UserMessageStored,
+    run_turn,
+)
 from supportbot.errors import ApiError
 
 log = structlog.get_logger("chat.turns")
@@ -164,6 +171,10 @@ class SocketTurn:
                         await self._emit("ai_typing", {"isTyping": True})
                 elif isinstance(event, TokenDelta):
                     await self._on_delta(event)
+                elif isinstance(event, ToolStarted):
+                    await self._flush()
+                    async with self.send_lock:
+                        await self._emit("ai_typing", event_typing(event))
                 elif isinstance(event, TurnDone):
                     await self._flush()
                     async with self.send_lock:
@@ -181,6 +192,11 @@ class SocketTurn:
         finally:
             if self.flush_timer is not None:
                 self.flush_timer.cancel()
+
+
+def event_typing(event: ToolStarted) -> dict[str, Any]:
+    """The ``ai_typing`` data while a tool runs (the page shows ``status``)."""
+    return {"isTyping": True, "status": event.progress, "tool": event.tool}
 
 
 class TurnRegistry:

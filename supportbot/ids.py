@@ -25,6 +25,11 @@ def new_request_id() -> str:
     return "req_" + secrets.token_hex(12)
 
 
+def new_tool_call_id() -> str:
+    """A tool call made by us rather than by a model (REST, the offline assistant, workflows)."""
+    return "call_" + secrets.token_hex(12)
+
+
 def is_session_id(value: object) -> bool:
     """Whether ``value`` has the shape of a session id (existence is checked elsewhere)."""
     return isinstance(value, str) and SESSION_ID_RE.match(value) is not None

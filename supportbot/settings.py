@@ -332,6 +332,18 @@ HEALTH_MODEL_CACHE_SECONDS = env_float("HEALTH_MODEL_CACHE_SECONDS", 60.0)
 
 RATE_LIMITS_ENABLED = env_bool("RATE_LIMITS_ENABLED", True)
 
+# --- tools -------------------------------------------------------------------------------------
+
+# A tool call: up to TOOL_MAX_ATTEMPTS attempts for transient failures, TOOL_RETRY_BASE_SECONDS
+# then twice that between them (with jitter, capped); a breaker per tool opens after
+# TOOL_BREAKER_THRESHOLD consecutive faults. The model may call tools for TOOL_MAX_ROUNDS rounds.
+TOOL_MAX_ATTEMPTS = env_int("TOOL_MAX_ATTEMPTS", 3, minimum=1)
+TOOL_RETRY_BASE_SECONDS = env_float("TOOL_RETRY_BASE_SECONDS", 1.0, minimum=0.0)
+TOOL_RETRY_MAX_SECONDS = env_float("TOOL_RETRY_MAX_SECONDS", 4.0, minimum=0.0)
+TOOL_BREAKER_THRESHOLD = env_int("TOOL_BREAKER_THRESHOLD", 5, minimum=1)
+TOOL_BREAKER_RESET_SECONDS = env_float("TOOL_BREAKER_RESET_SECONDS", 30.0, minimum=0.0)
+TOOL_MAX_ROUNDS = env_int("TOOL_MAX_ROUNDS", 4, minimum=1)
+
 # --- logging ----------------------------------------------------------------------------------
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

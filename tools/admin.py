@@ -8,7 +8,8 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from tools.models import Article
+from tools.models import Article, Ticket, TicketUpdate
+from tools.tickets import ticket_record_changes
 
 
 class ArticleForm(forms.ModelForm):
@@ -48,3 +49,77 @@ class ArticleAdmin(admin.ModelAdmin):
         if obj is not None:
             return ["id", *self.readonly_fields]
         return list(self.readonly_fields)
+
+
+class TicketUpdateInline(admin.TabularInline):
+    """The ticket's history; read-only (entries are added by the form's note or by changes)."""
+
+    model = TicketUpdate
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "kind", "status", "message", "author", "public"]
+    readonly_fields = ["created_at", "kind", "status", "message", "author", "public"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class TicketForm(forms.ModelForm):
+    note = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        help_text="Added to the ticket's history with this save.",
+    )
+    note_public = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Customer sees the note",
+        help_text="Uncheck for an internal note.",
+    )
+
+    class Meta:
+        model = Ticket
+        fields = ["status", "priority", "category", "assignee"]
+
+
+@admin.register(Ticket)
+class TicketAdmin(admin.ModelAdmin):
+    """Staff move tickets along; every change becomes a history entry the customer can read
+    (through ``fetch_status``), except internal notes."""
+
+    form = TicketForm
+    list_display = ["id", "title", "status", "priority", "category", "assignee", "created_at"]
+    list_filter = ["status", "priority", "category", "created_at"]
+    search_fields = ["id", "title", "description", "session_id", "user_email"]
+    readonly_fields = [
+        "id",
+        "session_id",
+        "title",
+        "description",
+        "user_email",
+        "estimated_resolution",
+        "created_at",
+        "updated_at",
+    ]
+    fieldsets = [
+        (None, {"fields": ["id", "title", "description", "session_id", "user_email"]}),
+        ("Handling", {"fields": ["status", "priority", "category", "assignee"]}),
+        ("Add to the history", {"fields": ["note", "note_public"]}),
+        ("Times", {"fields": ["estimated_resolution", "created_at", "updated_at"]}),
+    ]
+    inlines = [TicketUpdateInline]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # tickets are opened by the assistant, workflows or the API
+
+    def save_model(self, request: HttpRequest, obj: Ticket, form: Any, change: bool) -> None:
+        previous = Ticket.objects.filter(pk=obj.pk).first() if change else None
+        super().save_model(request, obj, form, change)
+        ticket_record_changes(
+            ticket=obj,
+            previous=previous,
+            author=request.user.get_username(),
+            note=form.cleaned_data.get("note", ""),
+            public=bool(form.cleaned_data.get("note_public")),
+        )

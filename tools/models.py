@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
@@ -56,3 +57,87 @@ class Article(models.Model):
             raise ValidationError({"tags": "Tags must be a list of non-empty strings."})
         self.tags = [tag.strip().lower() for tag in self.tags]
         self.category = self.category.strip().lower()
+
+
+TICKET_ID_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud and retyped
+
+
+def new_ticket_id() -> str:
+    """``TKT-`` and 8 characters (40 random bits): short enough to read out, never guessable
+    in a useful way, and a session sees only its own tickets anyway."""
+    return "TKT-" + "".join(secrets.choice(TICKET_ID_ALPHABET) for _ in range(8))
+
+
+class Ticket(models.Model):
+    """A support ticket opened for a chat session (by the assistant, a workflow or the REST API)."""
+
+    class Priority(models.TextChoices):
+        LOW = "low"
+        MEDIUM = "medium"
+        HIGH = "high"
+        URGENT = "urgent"
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        IN_PROGRESS = "in_progress"
+        WAITING_ON_CUSTOMER = "waiting_on_customer"
+        RESOLVED = "resolved"
+        CLOSED = "closed"
+        CANCELLED = "cancelled"
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_ticket_id, editable=False)
+    # Only the id: tools know nothing of chat sessions (DESIGN.md), and a ticket outlives the
+    # session's hot rows (those are archived and deleted at expiry).
+    session_id = models.CharField(max_length=64, db_index=True)
+    title = models.CharField(max_length=200)
+    description = models.TextField()
+    priority = models.CharField(max_length=16, choices=Priority.choices, default=Priority.MEDIUM)
+    category = models.CharField(max_length=64, default="general")
+    user_email = models.EmailField(blank=True, default="")
+    status = models.CharField(max_length=32, choices=Status.choices, default=Status.OPEN)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assigned_tickets",
+    )
+    estimated_resolution = models.DateTimeField()
+    metadata = models.JSONField(default=dict, blank=True)
+    # The same key never opens two tickets (a retried workflow step, a resent request).
+    idempotency_key = models.CharField(max_length=128, null=True, blank=True, unique=True)
+    external_id = models.CharField(max_length=128, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "created_at"], name="tools_ticket_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.id}: {self.title}"
+
+
+class TicketUpdate(models.Model):
+    """One entry of a ticket's history: a status change, an assignment or a note."""
+
+    class Kind(models.TextChoices):
+        CREATED = "created"
+        STATUS = "status"
+        ASSIGNMENT = "assignment"
+        NOTE = "note"
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="updates")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.NOTE)
+    message = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=32, blank=True, default="", help_text="Status after.")
+    author = models.CharField(max_length=150, blank=True, default="")
+    # Internal notes stay with staff; the customer sees the rest through fetch_status.
+    public = models.BooleanField(default=True, help_text="Shown to the customer.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.ticket_id} {self.kind} {self.created_at:%Y-%m-%d %H:%M}"

@@ -17,8 +17,8 @@ import structlog
 from django.conf import settings
 
 from chat.llm.base import CompletionRequest, Finish, Provider, ProviderError, StreamEvent, TextDelta
-from chat.llm.breaker import CircuitBreaker
 from chat.llm.openai_provider import OpenAIProvider
+from supportbot.breaker import CircuitBreaker
 
 logger = structlog.get_logger("chat.llm")
 

@@ -10,14 +10,24 @@ deterministic: the same question over the same articles gives the same answer.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from chat.llm.base import CompletionRequest, Finish, StreamEvent, TextDelta, Usage
+from chat.llm.base import (
+    CompletionRequest,
+    Finish,
+    StreamEvent,
+    TextDelta,
+    ToolCallRequest,
+    Usage,
+)
+from supportbot.ids import new_tool_call_id
 from tools.kb import ArticleHit, search_articles
 
 # Below this relevance a hit is noise: off-topic questions top out around 0.09 on the starter
@@ -141,7 +151,7 @@ def search_text(question: str) -> str:
     return " ".join(text.split())
 
 
-def relevant_hits(hits: Sequence[ArticleHit]) -> list[ArticleHit]:
+def relevant_hits(hits: Sequence[Passage | ArticleHit]) -> list[Passage | ArticleHit]:
     """The hits worth quoting: above the threshold, close to the best one, at most three."""
     if not hits or hits[0].relevance < MIN_RELEVANCE:
         return []
@@ -149,8 +159,36 @@ def relevant_hits(hits: Sequence[ArticleHit]) -> list[ArticleHit]:
     return [hit for hit in hits if hit.relevance >= floor][:MAX_PASSAGES]
 
 
-def compose_reply(*, question: str, hits: Sequence[ArticleHit]) -> OfflineReply:
-    """The offline answer to ``question`` given its search ``hits`` (best first)."""
+@dataclass(frozen=True)
+class Passage:
+    """A knowledge-base passage to quote: a search hit, or an entry of a ``kb_search`` result."""
+
+    id: str
+    title: str
+    url: str
+    passage: str
+    relevance: float
+
+
+@dataclass(frozen=True)
+class ToolFindings:
+    """What the tools of this turn returned (tool mode); ``None`` fields were not asked for."""
+
+    created: dict[str, Any] | None = None  # create_ticket's result
+    create_error: str | None = None
+    status: dict[str, Any] | None = None  # fetch_status's result
+    status_error: str | None = None
+    searched: bool = False
+
+
+def compose_reply(
+    *,
+    question: str,
+    hits: Sequence[Passage | ArticleHit],
+    findings: ToolFindings | None = None,
+) -> OfflineReply:
+    """The offline answer to ``question`` given its search ``hits`` (best first) and, when the
+    tools ran, what they found (``findings``; without it the answer says what to do instead)."""
     intents = detect_intents(question)
     needs_tools = intents.needs_tools
     blocks: list[str] = []
@@ -170,13 +208,28 @@ def compose_reply(*, question: str, hits: Sequence[ArticleHit]) -> OfflineReply:
 
     passages = relevant_hits(hits)
     blocks.append(OFFLINE_NOTICE)
-    if intents.ticket_id:
+    if findings is not None and (findings.status or findings.status_error):
+        blocks.append(_status_block(intents.ticket_id or "", findings))
+    elif intents.ticket_id:
         blocks.append(
             f"You asked about ticket **{intents.ticket_id}**. I can't look tickets up myself in "
             "this mode, but a human agent can check its status for you: say "
             '"talk to a human" and support staff can pick up this conversation.'
         )
-    if intents.open_ticket:
+    if findings is not None and findings.created:
+        blocks.append(_created_block(findings.created))
+    elif findings is not None and findings.create_error:
+        blocks.append(
+            f"I couldn't open a ticket just now ({findings.create_error.rstrip('.')}). Please "
+            "try again in a moment, or ask for a human agent."
+        )
+    elif intents.open_ticket and findings is not None:
+        blocks.append(
+            "I can open a ticket for you, but I need to know what's wrong first. Describe the "
+            "problem: what happened, when it started, any error code (such as NB-1042) and the "
+            "device or app you use, and ask again."
+        )
+    elif intents.open_ticket:
         blocks.append(
             "I can't open a ticket myself while I'm offline. Describe the problem here: what "
             "happened, when it started, any error code (such as NB-1042) and the device or app "
@@ -203,7 +256,45 @@ def compose_reply(*, question: str, hits: Sequence[ArticleHit]) -> OfflineReply:
     return _reply(blocks, passages)
 
 
-def _reply(blocks: list[str], passages: Sequence[ArticleHit]) -> OfflineReply:
+def _when(epoch_ms: Any) -> str:
+    if not isinstance(epoch_ms, int):
+        return "soon"
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return moment.strftime("%d %b %Y, %H:%M UTC")
+
+
+def _status_block(asked: str, findings: ToolFindings) -> str:
+    status = findings.status
+    if status is None:
+        return (
+            f"I couldn't find ticket **{asked}** for this conversation. Tickets can only be "
+            "looked up from the conversation that opened them; check the id, or ask for a human "
+            "agent."
+        )
+    state = str(status.get("status", "open")).replace("_", " ")
+    text = (
+        f"Ticket **{status.get('ticketId', asked)}** ({status.get('title', '')}) is **{state}**, "
+        f"priority {status.get('priority', 'medium')}."
+    )
+    if state not in ("resolved", "closed", "cancelled"):
+        text += f" Expected resolution: by {_when(status.get('estimatedResolution'))}."
+    updates = [u for u in status.get("updates") or [] if isinstance(u, dict)]
+    if updates:
+        latest = updates[-1]
+        text += f" Latest update ({_when(latest.get('timestamp'))}): {latest.get('message', '')}"
+    return text
+
+
+def _created_block(created: dict[str, Any]) -> str:
+    return (
+        f"I've opened ticket **{created.get('ticketId')}** for you (priority "
+        f"{created.get('priority', 'medium')}). Expected resolution: by "
+        f"{_when(created.get('estimatedResolution'))}. Ask me about "
+        f"{created.get('ticketId')} any time to see its status."
+    )
+
+
+def _reply(blocks: list[str], passages: Sequence[Passage | ArticleHit]) -> OfflineReply:
     # One chunk per block, so the answer streams paragraph by paragraph like a model's would.
     chunks = tuple(
         block + ("\n\n" if i < len(blocks) - 1 else "") for i, block in enumerate(blocks)
@@ -212,8 +303,125 @@ def _reply(blocks: list[str], passages: Sequence[ArticleHit]) -> OfflineReply:
     return OfflineReply(chunks=chunks, citations=citations)
 
 
+# Tool mode: the functions the offline assistant calls when the pipeline offers them.
+KB_SEARCH, CREATE_TICKET, FETCH_STATUS = "kb_search", "create_ticket", "fetch_status"
+_URGENT_RE = re.compile(
+    r"\b(urgent|asap|emergency|outage|down for (everyone|all)|nobody can|can't work)\b",
+    re.IGNORECASE,
+)
+MIN_DETAIL_WORDS = 4  # a ticket request needs at least this much description
+
+
+def _offered(request: CompletionRequest) -> set[str]:
+    names = set()
+    for tool in request.tools or []:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            names.add(function["name"])
+    return names
+
+
+def _this_turn(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages after the last user message (this turn's tool calls and results)."""
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].get("role") == "user":
+            return list(messages[index + 1 :])
+    return []
+
+
+def _user_texts(messages: Sequence[dict[str, Any]]) -> list[str]:
+    return [
+        m["content"] for m in messages if m.get("role") == "user" and isinstance(m["content"], str)
+    ]
+
+
+def _ticket_request(question: str, messages: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """create_ticket's arguments from what the customer wrote, or None when too little."""
+    detail = search_text(question).strip(" :-\u2013\u2014,.")
+    earlier = [t for t in _user_texts(messages)[:-1] if not detect_intents(t).small_talk_only]
+    if len(detail.split()) < MIN_DETAIL_WORDS:
+        if not earlier:
+            return None
+        detail = earlier[-1]
+    description = "\n\n".join([*earlier[-2:], question]) if earlier else question
+    first = re.split(r"(?<=[.!?])\s", detail, maxsplit=1)[0]
+    title = first if len(first) <= 80 else first[:77].rsplit(" ", 1)[0] + "…"
+    urgent = _URGENT_RE.search(description)
+    return {
+        "title": title[0].upper() + title[1:] if len(title) >= 3 else "Support request",
+        "description": description[:4000],
+        "priority": "high" if urgent else "medium",
+    }
+
+
+def _plan(question: str, request: CompletionRequest, offered: set[str]) -> list[ToolCallRequest]:
+    intents = detect_intents(question)
+    if intents.small_talk_only:
+        return []
+    calls: list[tuple[str, dict[str, Any]]] = []
+    topic = search_text(question)
+    if KB_SEARCH in offered and topic:
+        calls.append((KB_SEARCH, {"query": topic[:500], "maxResults": 5}))
+    if FETCH_STATUS in offered and intents.ticket_id:
+        calls.append((FETCH_STATUS, {"ticketId": intents.ticket_id}))
+    if CREATE_TICKET in offered and intents.open_ticket:
+        arguments = _ticket_request(question, request.messages)
+        if arguments is not None:
+            calls.append((CREATE_TICKET, arguments))
+    return [
+        ToolCallRequest(id=new_tool_call_id(), name=name, arguments=json.dumps(args))
+        for name, args in calls
+    ]
+
+
+def _findings(turn: Sequence[dict[str, Any]]) -> tuple[ToolFindings, list[Passage]]:
+    """Read this turn's tool results (the ``tool`` messages after our calls)."""
+    names: dict[str, str] = {}
+    for message in turn:
+        for call in message.get("tool_calls") or []:
+            if isinstance(call, dict):
+                names[str(call.get("id"))] = str((call.get("function") or {}).get("name", ""))
+    found: dict[str, Any] = {}
+    hits: list[Passage] = []
+    for message in turn:
+        if message.get("role") != "tool":
+            continue
+        name = names.get(str(message.get("tool_call_id")), "")
+        try:
+            body = json.loads(message.get("content") or "null")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            continue
+        error = body.get("error")
+        error_text = str(error.get("message", "failed")) if isinstance(error, dict) else None
+        if name == KB_SEARCH:
+            found["searched"] = True
+            for item in body.get("results") or []:
+                if isinstance(item, dict):
+                    hits.append(
+                        Passage(
+                            id=str(item.get("id", "")),
+                            title=str(item.get("title", "")),
+                            url=str(item.get("url", "")),
+                            passage=str(item.get("passage", "")),
+                            relevance=float(item.get("relevance") or 0.0),
+                        )
+                    )
+        elif name == CREATE_TICKET:
+            found["create_error" if error_text else "created"] = error_text or body
+        elif name == FETCH_STATUS:
+            found["status_error" if error_text else "status"] = error_text or body
+    return ToolFindings(**found), hits
+
+
 class OfflineAssistant:
-    """The Provider that answers from the knowledge base, without a language model."""
+    """The Provider that answers from the knowledge base, without a language model.
+
+    When the pipeline offers tools it uses them as a model would: a first round asks for
+    ``kb_search`` (and ``fetch_status`` / ``create_ticket`` when the customer asks for them),
+    the second composes the answer from their results. Offered no tools, it searches directly.
+    """
 
     name = "offline"
     model = "offline-assistant"
@@ -221,12 +429,30 @@ class OfflineAssistant:
     async def stream(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
         """Answer the last user message of ``request`` in a few ``TextDelta``s, then ``Finish``."""
         question = last_user_text(request.messages).strip()[:MAX_QUESTION_CHARS]
-        hits: list[ArticleHit] = []
-        topic = search_text(question)
-        if topic and not detect_intents(question).small_talk_only:
-            result = await sync_to_async(search_articles)(query=topic, max_results=5)
-            hits = result.hits
-        reply = compose_reply(question=question, hits=hits)
+        offered = _offered(request)
+        turn = _this_turn(request.messages)
+        findings: ToolFindings | None = None
+        hits: Sequence[Passage | ArticleHit] = []
+        if offered and not any(m.get("role") == "tool" for m in turn):
+            calls = _plan(question, request, offered)
+            if calls:
+                for call in calls:
+                    yield call
+                yield Finish(
+                    provider=self.name,
+                    model=self.model,
+                    usage=Usage(0, 0),
+                    finish_reason="tool_calls",
+                )
+                return
+        if any(m.get("role") == "tool" for m in turn):
+            findings, hits = _findings(turn)
+        else:
+            topic = search_text(question)
+            if topic and not detect_intents(question).small_talk_only:
+                result = await sync_to_async(search_articles)(query=topic, max_results=5)
+                hits = result.hits
+        reply = compose_reply(question=question, hits=hits, findings=findings)
         for chunk in reply.chunks:
             yield TextDelta(chunk)
         yield Finish(

@@ -80,3 +80,25 @@ async def test_context_never_drops_unsummarised_messages(api, settings, kb):
     for i in range(1, 6):
         assert f"marker{i}" in text  # either verbatim or in the summary
     assert context[-1]["content"].startswith("marker5")
+
+
+async def test_a_fold_leaves_headroom_so_the_next_turn_does_not_fold_again(
+    api, settings, primary, kb
+):
+    """Folding only what overflows would fold again on the very next turn (and on every turn
+    after it), re-reading the whole history each time."""
+    settings.MEMORY_CONTEXT_TOKENS = 3000
+    # Answers much longer than their one-line summaries, as real answers are.
+    primary.set_default(Reply("Here is how that works. " + "Step by step it goes on. " * 25))
+    session_id = await new_session(api)
+    folded_through = 0
+    for i in range(1, 60):
+        await send(api, session_id, f"marker{i} " + "lorem ipsum dolor " * 5)
+        session = await ChatSession.objects.aget(pk=session_id)
+        if session.summarized_through_seq:
+            folded_through = session.summarized_through_seq
+            break
+    assert folded_through > 0
+    await send(api, session_id, "marker-next " + "lorem ipsum dolor " * 5)
+    session = await ChatSession.objects.aget(pk=session_id)
+    assert session.summarized_through_seq == folded_through

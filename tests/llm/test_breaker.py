@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from chat.llm.breaker import CircuitBreaker
+from supportbot.breaker import CircuitBreaker
 
 
 class FakeClock:

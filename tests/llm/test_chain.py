@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -10,9 +11,9 @@ from structlog.testing import capture_logs
 
 from chat.llm import chain as chain_module
 from chat.llm.base import CompletionRequest, Finish, ProviderError, StreamEvent, TextDelta
-from chat.llm.breaker import CircuitBreaker
 from chat.llm.chain import Link, ModelChain, build_chain, get_chain, reset_chain
 from chat.llm.openai_provider import OpenAIProvider
+from supportbot.breaker import CircuitBreaker
 from tests.fakes.openai_server import (
     FakeOpenAIServer,
     HttpError,
@@ -89,8 +90,9 @@ async def openai_provider() -> AsyncIterator[ProviderMaker]:
 
 
 def link(provider: Any, threshold: int = 3, clock: Callable[[], float] | None = None) -> Link:
-    extra = {"clock": clock} if clock is not None else {}
-    breaker = CircuitBreaker(provider.name, failure_threshold=threshold, reset_seconds=30, **extra)
+    breaker = CircuitBreaker(
+        provider.name, failure_threshold=threshold, reset_seconds=30, clock=clock or time.monotonic
+    )
     return Link(provider=provider, breaker=breaker)
 
 

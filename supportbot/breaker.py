@@ -1,4 +1,5 @@
-"""A circuit breaker per model link, so a dead provider is skipped instead of waited on.
+"""A circuit breaker, so a dead dependency is skipped instead of waited on: one per model link
+(``chat.llm.chain``) and one per tool (``tools.registry``).
 
 closed ──N consecutive failures──▶ open ──reset_seconds──▶ half_open ──probe ok──▶ closed
                                     ▲                          │
@@ -17,7 +18,7 @@ from typing import Any, Literal
 
 import structlog
 
-logger = structlog.get_logger("chat.llm")
+logger = structlog.get_logger("supportbot.breaker")
 
 State = Literal["closed", "open", "half_open"]
 
@@ -31,10 +32,12 @@ class CircuitBreaker:
         failure_threshold: int,
         reset_seconds: float,
         clock: Callable[[], float] = time.monotonic,
+        kind: str = "llm",
     ) -> None:
         if failure_threshold < 1:
             raise ValueError("failure_threshold must be at least 1")
         self.name = name
+        self.kind = kind  # what guards: "llm" (a model link) or "tool"; prefixes the log events
         self.failure_threshold = failure_threshold
         self.reset_seconds = reset_seconds
         self._clock = clock
@@ -63,7 +66,7 @@ class CircuitBreaker:
                 return False
             self._state = "half_open"
             self._probe_in_flight = True
-        logger.info("llm.breaker.probe", provider=self.name)
+        logger.info(f"{self.kind}.breaker.probe", name=self.name)
         return True
 
     def record_success(self) -> None:
@@ -76,7 +79,7 @@ class CircuitBreaker:
             self._state = "closed"
             self._opened_at = None
         if was != "closed":
-            logger.info("llm.breaker.closed", provider=self.name)
+            logger.info(f"{self.kind}.breaker.closed", name=self.name)
 
     def record_failure(self) -> None:
         """A call failed: open after the threshold, or re-open (restarting the timer) when the
@@ -96,8 +99,8 @@ class CircuitBreaker:
             failures = self._consecutive_failures
         if opens:
             logger.warning(
-                "llm.breaker.opened",
-                provider=self.name,
+                f"{self.kind}.breaker.opened",
+                name=self.name,
                 consecutive_failures=failures,
                 reset_seconds=self.reset_seconds,
             )
