@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any
 
 import pydantic
 from asgiref.sync import sync_to_async
@@ -24,11 +24,8 @@ from chat.pipeline import (
 from chat.sessions import ms, session_create, session_end, session_get, session_wire
 from chat.turns import event_typing
 from supportbot.errors import ApiError, describe_validation_errors, error_body, now_ms
-from supportbot.ids import CLIENT_REQUEST_ID_RE, new_tool_call_id
+from supportbot.ids import CLIENT_REQUEST_ID_RE
 from supportbot.middleware import client_ip, json_error, parse_json_object
-from tools.builtin import CreateTicketArgs
-from tools.registry import ToolContext, registry
-from tools.tickets import RESOLUTION_HOURS
 
 router = Router(tags=["chat"])
 
@@ -170,53 +167,3 @@ async def _sse(
                 method=request.method or "POST",
             )
             yield _frame("error", {"type": "error", "data": body["error"], "timestamp": now_ms()})
-
-
-class TicketIn(Schema):
-    action: Literal["create", "status"]
-    sessionId: str = Field(max_length=128)
-    ticketId: str | None = Field(None, max_length=64)
-    ticketData: dict[str, Any] | None = None
-
-
-@router.post("/tools/ticket", response=dict, summary="Open a ticket, or read one's status")
-async def ticket(request: HttpRequest, payload: TicketIn) -> JsonResponse:
-    """Runs the same tools the assistant uses (``create_ticket``, ``fetch_status``)."""
-    session = await sync_to_async(session_get)(session_id=payload.sessionId)
-    request.log_session_id = session.id  # type: ignore[attr-defined]
-    if payload.action == "create":
-        if payload.ticketData is None:
-            raise ApiError(
-                "MISSING_REQUIRED_FIELD", "ticketData is required.", details={"field": "ticketData"}
-            )
-        try:
-            arguments = CreateTicketArgs.model_validate(payload.ticketData).model_dump()
-        except pydantic.ValidationError as exc:
-            errors = [{**err, "loc": ("ticketData", *err["loc"])} for err in exc.errors()]
-            raise describe_validation_errors(errors) from None
-        name = "create_ticket"
-    else:
-        if not payload.ticketId:
-            raise ApiError(
-                "MISSING_REQUIRED_FIELD", "ticketId is required.", details={"field": "ticketId"}
-            )
-        name, arguments = "fetch_status", {"ticketId": payload.ticketId}
-    outcome = await registry.execute(
-        call_id=new_tool_call_id(),
-        name=name,
-        arguments=arguments,
-        ctx=ToolContext(session_id=session.id, request_id=getattr(request, "request_id", None)),
-    )
-    if outcome.status == "invalid":
-        assert outcome.error is not None
-        raise ApiError("INVALID_FIELD_VALUE", outcome.error["message"])
-    if outcome.error is not None:
-        raise ApiError(outcome.error["code"], outcome.error["message"])
-    assert outcome.result is not None
-    result = dict(outcome.result)
-    ticket_id = result.pop("ticketId")
-    body: dict[str, Any] = {"ticketId": ticket_id, "status": result}
-    if payload.action == "create":
-        hours = RESOLUTION_HOURS[result["priority"]]
-        body["message"] = f"Ticket {ticket_id} created. Expected resolution within {hours} hours."
-    return JsonResponse(body)

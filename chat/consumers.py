@@ -266,6 +266,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 {"level": event["level"], "message": event["message"], "actionRequired": False},
             )
 
+    async def session_workflow(self, event: dict[str, Any]) -> None:
+        await self.send_frame("workflow_progress", event["body"])
+
     async def session_ended(self, event: dict[str, Any]) -> None:
         await self.send_frame(
             "system_notification",

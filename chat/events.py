@@ -89,3 +89,22 @@ def session_ended_on_commit(session_id: str) -> None:
         async_to_sync(_send)(session_group(session_id), {"type": "session.ended"})
 
     transaction.on_commit(send)
+
+
+def publish_on_commit(session_id: str, messages: list[Message]) -> None:
+    """From sync code (a Celery worker): ``publish_messages`` once the write is committed."""
+
+    def send() -> None:
+        async_to_sync(publish_messages)(session_id, messages)
+
+    transaction.on_commit(send)
+
+
+def publish_workflow_progress(session_id: str, body: dict[str, Any]) -> None:
+    """Every socket of the session gets the execution's state as ``workflow_progress``.
+
+    From the process that runs the workflow: with ``REDIS_URL`` that reaches every daphne
+    process; with the in-memory layer only sockets of the same process (clients can always
+    poll ``GET /api/workflow/{id}``).
+    """
+    async_to_sync(_send)(session_group(session_id), {"type": "session.workflow", "body": body})

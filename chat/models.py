@@ -35,6 +35,9 @@ class ChatSession(models.Model):
     summary = models.TextField(blank=True, default="")
     # Every message with seq <= this is folded into ``summary``; later ones are sent verbatim.
     summarized_through_seq = models.PositiveIntegerField(default=0)
+    # Handed to a human by the escalation workflow (with the ticket it opened).
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    escalation_ticket = models.CharField(max_length=32, blank=True, default="")
     active_topics = models.JSONField(default=list, blank=True)
     resolved_issues = models.JSONField(default=list, blank=True)
     last_seq = models.PositiveIntegerField(default=0)

@@ -153,3 +153,19 @@ def session_wire(
         "userId": session.user_id or None,
         "metadata": session.metadata,
     }
+
+
+CONVERSATION_ROLES = {"user": "Customer", "assistant": "Assistant", "staff": "Agent"}
+
+
+def conversation_text(session_id: str, *, limit: int = 200) -> str:
+    """The session's last ``limit`` messages as "Who: text" lines (for a summary or a ticket)."""
+    session = session_get(session_id=session_id)
+    rows = list(
+        Message.objects.filter(session=session, role__in=list(CONVERSATION_ROLES))
+        .order_by("-seq")
+        .values_list("role", "content")[:limit]
+    )
+    return "\n".join(
+        f"{CONVERSATION_ROLES[role]}: {' '.join(text.split())}" for role, text in reversed(rows)
+    )

@@ -211,3 +211,34 @@ def _release(session: ChatSession, token: str) -> None:
     if session.turn_token == token:
         session.turn_token = ""
         session.turn_lease_until = None
+
+
+def post_system_message(*, session_id: str, content: str) -> Message:
+    """Add a ``system`` message to the conversation (e.g. "an agent will take over"); it is
+    delivered to every socket of the session once committed."""
+    from chat.events import publish_on_commit
+
+    now = timezone.now()
+    with write_transaction():
+        session = _locked_session(session_id)
+        message = Message.objects.create(
+            session=session,
+            seq=_next_seq(session),
+            role=Message.Role.SYSTEM,
+            content=content,
+            status=Message.Status.COMPLETE,
+            created_at=now,
+        )
+        touch_expiry(session, now)
+        session.save(update_fields=["last_seq", "message_count", "last_activity", "expires_at"])
+        publish_on_commit(session_id, [message])
+    return message
+
+
+def session_mark_escalated(*, session_id: str, ticket_id: str | None) -> None:
+    """Mark the session as handed to a human with ``ticket_id`` (None: take the mark back)."""
+    with write_transaction():
+        session = _locked_session(session_id)
+        session.escalated_at = timezone.now() if ticket_id else None
+        session.escalation_ticket = ticket_id or ""
+        session.save(update_fields=["escalated_at", "escalation_ticket"])

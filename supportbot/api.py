@@ -9,6 +9,7 @@ from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
 
 from chat.api import router as chat_router
+from chat.tools_api import router as chat_tools_router
 from ops.api import router as ops_router
 from supportbot.errors import ApiError, describe_validation_errors
 from supportbot.middleware import json_error, parse_json_object
@@ -26,6 +27,7 @@ api = NinjaAPI(
 )
 api.add_router("", chat_router)
 api.add_router("", tools_router)
+api.add_router("", chat_tools_router)
 api.add_router("", ops_router)
 
 

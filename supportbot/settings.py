@@ -186,6 +186,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "expire-sessions": {"task": "chat.expire_sessions", "schedule": 300.0},
+    "resume-workflows": {"task": "tools.resume_stale_workflows", "schedule": 60.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celery" / "beat-schedule")
 
@@ -343,6 +344,17 @@ TOOL_RETRY_MAX_SECONDS = env_float("TOOL_RETRY_MAX_SECONDS", 4.0, minimum=0.0)
 TOOL_BREAKER_THRESHOLD = env_int("TOOL_BREAKER_THRESHOLD", 5, minimum=1)
 TOOL_BREAKER_RESET_SECONDS = env_float("TOOL_BREAKER_RESET_SECONDS", 30.0, minimum=0.0)
 TOOL_MAX_ROUNDS = env_int("TOOL_MAX_ROUNDS", 4, minimum=1)
+
+# Workflows (tools.workflows): a step is tried WORKFLOW_STEP_ATTEMPTS times (backoff from
+# WORKFLOW_RETRY_BASE_SECONDS, capped), an execution at most WORKFLOW_MAX_ATTEMPTS step attempts
+# in all and WORKFLOW_TIME_LIMIT_SECONDS; its worker's lease lasts WORKFLOW_LEASE_SECONDS
+# between steps (a dead worker's execution is picked up again after it).
+WORKFLOW_STEP_ATTEMPTS = env_int("WORKFLOW_STEP_ATTEMPTS", 3, minimum=1)
+WORKFLOW_MAX_ATTEMPTS = env_int("WORKFLOW_MAX_ATTEMPTS", 12, minimum=1)
+WORKFLOW_RETRY_BASE_SECONDS = env_float("WORKFLOW_RETRY_BASE_SECONDS", 1.0)
+WORKFLOW_RETRY_MAX_SECONDS = env_float("WORKFLOW_RETRY_MAX_SECONDS", 30.0)
+WORKFLOW_TIME_LIMIT_SECONDS = env_float("WORKFLOW_TIME_LIMIT_SECONDS", 600.0, minimum=1.0)
+WORKFLOW_LEASE_SECONDS = env_float("WORKFLOW_LEASE_SECONDS", 120.0, minimum=1.0)
 
 # --- logging ----------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from tools.models import Article, Ticket, TicketUpdate
+from tools.models import Article, Ticket, TicketUpdate, WorkflowExecution, WorkflowStep
 from tools.tickets import ticket_record_changes
 
 
@@ -123,3 +123,47 @@ class TicketAdmin(admin.ModelAdmin):
             note=form.cleaned_data.get("note", ""),
             public=bool(form.cleaned_data.get("note_public")),
         )
+
+
+class WorkflowStepInline(admin.TabularInline):
+    model = WorkflowStep
+    extra = 0
+    can_delete = False
+    fields = ["index", "name", "status", "attempts", "execution_ms", "error", "result"]
+    readonly_fields = ["index", "name", "status", "attempts", "execution_ms", "error", "result"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(WorkflowExecution)
+class WorkflowExecutionAdmin(admin.ModelAdmin):
+    """Read-only: executions change only by running (a worker) or resuming (Celery beat)."""
+
+    list_display = ["id", "workflow_type", "status", "session_id", "deliveries", "created_at"]
+    list_filter = ["workflow_type", "status", "created_at"]
+    search_fields = ["id", "session_id", "idempotency_key"]
+    date_hierarchy = "created_at"
+    inlines = [WorkflowStepInline]
+    readonly_fields = [
+        "id",
+        "workflow_type",
+        "status",
+        "session_id",
+        "parameters",
+        "idempotency_key",
+        "result",
+        "error",
+        "deliveries",
+        "lease_until",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ]
+    fields = list(readonly_fields)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.method in ("GET", "HEAD") and super().has_view_permission(request, obj)

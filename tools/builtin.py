@@ -6,18 +6,21 @@ Registered in ``tools.apps.ToolsConfig.ready``. Each is a ``Tool`` of ``tools.re
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from typing import Any, Literal
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from tools.kb import MAX_RESULTS_LIMIT, search_articles
 from tools.registry import Tool, ToolContext, ToolFailure, ToolRegistry, ToolResult
 from tools.tickets import TicketData, TicketNotFound, ticket_create, ticket_for_session, ticket_wire
 
 # Below this relevance (0..1, best hit = 1 when anything matches well) a hit is not offered.
+MAX_METADATA_CHARS = 4096
 MIN_RELEVANCE = 0.12  # as the offline assistant: the weakest right answer scores about 0.13
 
 
@@ -85,6 +88,16 @@ class CreateTicketArgs(_Args):
         None, max_length=254, description="The customer's email, only if they gave it."
     )
 
+    # For API clients (POST /api/tools/ticket); not offered to the model.
+    metadata: SkipJsonSchema[dict[str, Any] | None] = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and len(json.dumps(value, default=str)) > MAX_METADATA_CHARS:
+            raise ValueError(f"metadata is larger than {MAX_METADATA_CHARS} characters of JSON")
+        return value
+
     @field_validator("userEmail")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
@@ -115,6 +128,7 @@ class CreateTicketTool(Tool):
             priority=args.priority,
             category=args.category.lower() or "general",
             user_email=str(args.userEmail or ""),
+            metadata=args.metadata or {},
         )
         key = f"{ctx.session_id}:{ctx.request_id}:{args.title}" if ctx.request_id else None
         ticket, _ = await sync_to_async(ticket_create)(

@@ -141,3 +141,84 @@ class TicketUpdate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.ticket_id} {self.kind} {self.created_at:%Y-%m-%d %H:%M}"
+
+
+def new_execution_id() -> str:
+    return "wf_exec_" + secrets.token_hex(12)
+
+
+class WorkflowExecution(models.Model):
+    """One run of a workflow (``tools.workflows``); its steps are ``WorkflowStep`` rows."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # stored, waiting for a worker
+        RUNNING = "running"
+        COMPLETED = "completed"
+        COMPENSATED = "compensated"  # a step failed for good; earlier steps were undone
+        FAILED = "failed"  # a step failed for good and something could not be undone
+
+    id = models.CharField(primary_key=True, max_length=40, default=new_execution_id, editable=False)
+    workflow_type = models.CharField(max_length=32)
+    session_id = models.CharField(max_length=64, db_index=True)
+    parameters = models.JSONField(default=dict)
+    # Given by the client, or derived from session + type + parameters: one execution per key.
+    idempotency_key = models.CharField(max_length=128, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    deliveries = models.PositiveIntegerField(default=0, help_text="Times a worker picked it up.")
+    # The worker running it holds a lease, renewed at every step: a second delivery of the same
+    # task waits it out, and a dead worker's execution is picked up again once it lapses.
+    lease_token = models.CharField(max_length=32, blank=True, default="")
+    lease_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "created_at"], name="tools_wf_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.workflow_type}, {self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (
+            self.Status.COMPLETED,
+            self.Status.COMPENSATED,
+            self.Status.FAILED,
+        )
+
+
+class WorkflowStep(models.Model):
+    """One step of an execution, with what it produced and, once undone, that it was."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        COMPENSATED = "compensated"
+        COMPENSATION_FAILED = "compensation_failed"
+
+    execution = models.ForeignKey(WorkflowExecution, on_delete=models.CASCADE, related_name="steps")
+    index = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=64)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    execution_ms = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["execution", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["execution", "index"], name="tools_wf_step_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.execution_id} #{self.index} {self.name} ({self.status})"

@@ -28,7 +28,7 @@ from chat.llm.base import (
     Usage,
 )
 from supportbot.ids import new_tool_call_id
-from tools.kb import ArticleHit, search_articles
+from tools.kb import ArticleHit, query_terms, search_articles
 
 # Below this relevance a hit is noise: off-topic questions top out around 0.09 on the starter
 # knowledge base, while the weakest right answer of its ranking tests scores about 0.13.
@@ -360,7 +360,7 @@ def _plan(question: str, request: CompletionRequest, offered: set[str]) -> list[
         return []
     calls: list[tuple[str, dict[str, Any]]] = []
     topic = search_text(question)
-    if KB_SEARCH in offered and topic:
+    if KB_SEARCH in offered and query_terms(topic):
         calls.append((KB_SEARCH, {"query": topic[:500], "maxResults": 5}))
     if FETCH_STATUS in offered and intents.ticket_id:
         calls.append((FETCH_STATUS, {"ticketId": intents.ticket_id}))
@@ -434,6 +434,7 @@ class OfflineAssistant:
         findings: ToolFindings | None = None
         hits: Sequence[Passage | ArticleHit] = []
         if offered and not any(m.get("role") == "tool" for m in turn):
+            findings = ToolFindings()  # tool mode, even when nothing needs a tool
             calls = _plan(question, request, offered)
             if calls:
                 for call in calls:
@@ -447,7 +448,7 @@ class OfflineAssistant:
                 return
         if any(m.get("role") == "tool" for m in turn):
             findings, hits = _findings(turn)
-        else:
+        elif not offered:
             topic = search_text(question)
             if topic and not detect_intents(question).small_talk_only:
                 result = await sync_to_async(search_articles)(query=topic, max_results=5)

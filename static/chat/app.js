@@ -93,6 +93,23 @@ function setBody(article, content) {
   body.replaceChildren(renderMarkdown(content));
 }
 
+// A finished tool call as a short chip (text only: set with textContent, never as HTML).
+function chipLabel(call) {
+  const result = call && typeof call.result === "object" && call.result ? call.result : {};
+  const ticket = typeof result.ticketId === "string" ? result.ticketId : "";
+  const failed = call.status && call.status !== "success";
+  switch (call.tool) {
+    case "kb.search":
+      return failed ? "Help centre search failed" : "Searched the help centre";
+    case "create_ticket":
+      return failed ? "Could not open a ticket" : `Opened ticket ${ticket}`.trim();
+    case "fetch_status":
+      return failed ? "Ticket not found" : `Checked ticket ${ticket}`.trim();
+    default:
+      return String(call.tool || call.name || "tool");
+  }
+}
+
 function addExtras(article, { toolCalls, citations }) {
   for (const old of article.querySelectorAll(".chips, .citations")) old.remove();
   if (Array.isArray(toolCalls) && toolCalls.length) {
@@ -102,7 +119,11 @@ function addExtras(article, { toolCalls, citations }) {
     for (const call of toolCalls) {
       const chip = document.createElement("li");
       chip.className = "chip";
-      chip.textContent = String(call.name || call.tool || "tool");
+      chip.textContent = chipLabel(call);
+      if (call.status && call.status !== "success" && call.status !== "skipped") {
+        chip.classList.add("chip-failed");
+      }
+      if (Number.isFinite(call.executionTime)) chip.title = `${call.executionTime} ms`;
       chips.append(chip);
     }
     article.append(chips);
@@ -286,9 +307,14 @@ function handle(frame) {
       break;
     }
     case "ai_typing":
+      // While a tool runs the server says what it is doing ("searching the knowledge base…").
+      typing.textContent = typeof data.status === "string" && data.status
+        ? data.status.charAt(0).toUpperCase() + data.status.slice(1)
+        : "The assistant is typing…";
       typing.hidden = false;
       break;
     case "typing":
+      typing.textContent = "The assistant is typing…";
       typing.hidden = !data.isTyping;
       break;
     case "ai_token": {

@@ -316,3 +316,26 @@ def test_phone_width_has_no_horizontal_scroll_and_the_composer_is_visible(
             expect(page.locator(selector)).to_be_in_viewport()
     finally:
         context.close()
+
+
+def test_a_running_tool_shows_its_progress_then_a_chip(page: Page, fake_model) -> None:
+    """While the model's create_ticket call runs the page says so; the answer carries a chip."""
+    from tests.fakes.openai_server import tool_call
+
+    fake_model.script(
+        tool_call(
+            "create_ticket",
+            {"title": "Share button greyed out", "description": "Cannot share any folder."},
+        ),
+        # Slow enough for the progress line to be seen before the answer replaces it.
+        Reply("Your ticket is open; an agent will follow up.", first_delay=1.5),
+    )
+    open_chat(page)
+    send(page, "Please open a ticket, sharing is broken")
+    expect(page.locator("#typing")).to_have_text("Creating a ticket…")
+    assistant = page.locator("article.message.from-assistant")
+    expect(assistant.locator(".body")).to_have_text("Your ticket is open; an agent will follow up.")
+    chip = assistant.locator(".chips .chip")
+    expect(chip).to_have_count(1)
+    expect(chip).to_have_text(re.compile(r"^Opened ticket TKT-[A-Z2-9]{8}$"))
+    expect(page.locator("#typing")).to_be_hidden()

@@ -1,0 +1,133 @@
+"""REST transport of the tools that act for a session (API.md): ``POST /api/tools/ticket``,
+``POST /api/workflow/execute``, ``GET /api/workflow/{executionId}``. Thin: the session is checked
+here (chat owns sessions), the work is done by ``tools``."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pydantic
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, JsonResponse
+from ninja import Field, Router, Schema
+
+from chat.sessions import session_get
+from supportbot.errors import ApiError, describe_validation_errors
+from supportbot.ids import new_tool_call_id
+from tools.builtin import CreateTicketArgs
+from tools.models import WorkflowExecution
+from tools.registry import ToolContext, registry
+from tools.tickets import RESOLUTION_HOURS
+from tools.workflows import WorkflowInvalid, execution_wire, workflow_submit
+
+router = Router(tags=["tools"])
+
+
+class TicketIn(Schema):
+    action: Literal["create", "status"]
+    sessionId: str = Field(max_length=128)
+    ticketId: str | None = Field(None, max_length=64)
+    ticketData: dict[str, Any] | None = None
+
+
+@router.post("/tools/ticket", response=dict, summary="Open a ticket, or read one's status")
+async def ticket(request: HttpRequest, payload: TicketIn) -> JsonResponse:
+    """Runs the same tools the assistant uses (``create_ticket``, ``fetch_status``)."""
+    session = await sync_to_async(session_get)(session_id=payload.sessionId)
+    request.log_session_id = session.id  # type: ignore[attr-defined]
+    if payload.action == "create":
+        if payload.ticketData is None:
+            raise ApiError(
+                "MISSING_REQUIRED_FIELD", "ticketData is required.", details={"field": "ticketData"}
+            )
+        try:
+            arguments = CreateTicketArgs.model_validate(payload.ticketData).model_dump()
+        except pydantic.ValidationError as exc:
+            errors = [{**err, "loc": ("ticketData", *err["loc"])} for err in exc.errors()]
+            raise describe_validation_errors(errors) from None
+        name = "create_ticket"
+    else:
+        if not payload.ticketId:
+            raise ApiError(
+                "MISSING_REQUIRED_FIELD", "ticketId is required.", details={"field": "ticketId"}
+            )
+        name, arguments = "fetch_status", {"ticketId": payload.ticketId}
+    outcome = await registry.execute(
+        call_id=new_tool_call_id(),
+        name=name,
+        arguments=arguments,
+        ctx=ToolContext(session_id=session.id, request_id=getattr(request, "request_id", None)),
+    )
+    if outcome.status == "invalid":
+        assert outcome.error is not None
+        raise ApiError("INVALID_FIELD_VALUE", outcome.error["message"])
+    if outcome.error is not None:
+        raise ApiError(outcome.error["code"], outcome.error["message"])
+    assert outcome.result is not None
+    result = dict(outcome.result)
+    ticket_id = result.pop("ticketId")
+    body: dict[str, Any] = {"ticketId": ticket_id, "status": result}
+    if payload.action == "create":
+        hours = RESOLUTION_HOURS[result["priority"]]
+        body["message"] = f"Ticket {ticket_id} created. Expected resolution within {hours} hours."
+    return JsonResponse(body)
+
+
+class WorkflowContext(Schema):
+    sessionId: str = Field(max_length=128)
+
+
+class WorkflowParameters(pydantic.BaseModel):
+    # A plain pydantic model: ninja's Schema drops undeclared fields, and each workflow type
+    # has its own (validated by tools.workflows).
+    model_config = pydantic.ConfigDict(extra="allow")
+    query: str | None = Field(None, max_length=4000)
+    context: WorkflowContext
+
+
+class WorkflowIn(Schema):
+    workflowType: str = Field(max_length=32)
+    parameters: WorkflowParameters
+    idempotencyKey: str | None = Field(
+        None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$"
+    )
+
+
+@router.post("/workflow/execute", response=dict, summary="Run a workflow (in Celery)")
+async def execute_workflow(request: HttpRequest, payload: WorkflowIn) -> JsonResponse:
+    """Stores the execution and queues it; a known idempotency key returns that execution."""
+    session = await sync_to_async(session_get)(
+        session_id=payload.parameters.context.sessionId, allow_ended=False
+    )
+    request.log_session_id = session.id  # type: ignore[attr-defined]
+    parameters = payload.parameters.model_dump(exclude={"context"}, exclude_none=True)
+    try:
+        execution, _ = await sync_to_async(workflow_submit)(
+            workflow_type=payload.workflowType,
+            session_id=session.id,
+            parameters=parameters,
+            idempotency_key=payload.idempotencyKey,
+        )
+    except WorkflowInvalid as exc:
+        status = 409 if exc.field == "idempotencyKey" else 400
+        raise ApiError(
+            "INVALID_FIELD_VALUE", exc.message, details={"field": exc.field}, status=status
+        ) from None
+    return JsonResponse(await _wire(execution.id))
+
+
+@router.get("/workflow/{execution_id}", response=dict, summary="A workflow's state and result")
+async def workflow_status(request: HttpRequest, execution_id: str) -> JsonResponse:
+    if len(execution_id) > 40 or not execution_id.startswith("wf_exec_"):
+        raise ApiError("NOT_FOUND", "No such workflow execution.")
+    return JsonResponse(await _wire(execution_id))
+
+
+async def _wire(execution_id: str) -> dict[str, Any]:
+    def read() -> dict[str, Any]:
+        execution = WorkflowExecution.objects.filter(pk=execution_id).first()
+        if execution is None:
+            raise ApiError("NOT_FOUND", "No such workflow execution.")
+        return execution_wire(execution)
+
+    return await sync_to_async(read)()

@@ -1,0 +1,21 @@
+"""Celery tasks of the tools app (they take ids, never model instances)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from tools.workflows import resume_stale_workflows, run_execution
+
+
+# Late acks and reject_on_worker_lost: a worker killed mid-run leaves the message to be
+# delivered again, and the execution continues after its last completed step.
+@shared_task(name="tools.run_workflow", acks_late=True, reject_on_worker_lost=True)
+def run_workflow_task(execution_id: str) -> str | None:
+    """Run a workflow execution to its end (a finished or running one is left alone)."""
+    return run_execution(execution_id)
+
+
+@shared_task(name="tools.resume_stale_workflows")
+def resume_stale_workflows_task() -> int:
+    """Queue again the executions whose worker vanished or that were never queued."""
+    return resume_stale_workflows()
