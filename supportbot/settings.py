@@ -344,6 +344,10 @@ TOOL_RETRY_MAX_SECONDS = env_float("TOOL_RETRY_MAX_SECONDS", 4.0, minimum=0.0)
 TOOL_BREAKER_THRESHOLD = env_int("TOOL_BREAKER_THRESHOLD", 5, minimum=1)
 TOOL_BREAKER_RESET_SECONDS = env_float("TOOL_BREAKER_RESET_SECONDS", 30.0, minimum=0.0)
 TOOL_MAX_ROUNDS = env_int("TOOL_MAX_ROUNDS", 4, minimum=1)
+# An external ticketing system behind the ticket tools (tools/ticketing.py); unset: our database.
+TICKETING_API_URL = env_str("TICKETING_API_URL")
+TICKETING_API_KEY = env_str("TICKETING_API_KEY")
+TICKETING_TIMEOUT_SECONDS = env_float("TICKETING_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 
 # Workflows (tools.workflows): a step is tried WORKFLOW_STEP_ATTEMPTS times (backoff from
 # WORKFLOW_RETRY_BASE_SECONDS, capped), an execution at most WORKFLOW_MAX_ATTEMPTS step attempts

@@ -6,6 +6,7 @@ Registered in ``tools.apps.ToolsConfig.ready``. Each is a ``Tool`` of ``tools.re
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, Literal
 
@@ -130,7 +131,11 @@ class CreateTicketTool(Tool):
             user_email=str(args.userEmail or ""),
             metadata=args.metadata or {},
         )
-        key = f"{ctx.session_id}:{ctx.request_id}:{args.title}" if ctx.request_id else None
+        # One ticket per request and title: a retried turn or workflow step gets the same one.
+        key = None
+        if ctx.request_id:
+            seed = f"{ctx.session_id}\0{ctx.request_id}\0{args.title}".encode()
+            key = "call:" + hashlib.sha256(seed).hexdigest()
         ticket, _ = await sync_to_async(ticket_create)(
             session_id=ctx.session_id, data=data, idempotency_key=key, author="assistant"
         )

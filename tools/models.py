@@ -134,6 +134,8 @@ class TicketUpdate(models.Model):
     author = models.CharField(max_length=150, blank=True, default="")
     # Internal notes stay with staff; the customer sees the rest through fetch_status.
     public = models.BooleanField(default=True, help_text="Shown to the customer.")
+    # The entry's id in the external ticketing system (TICKETING_API_URL), when it came from there.
+    external_id = models.CharField(max_length=128, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

@@ -4,15 +4,21 @@ changes. Every change leaves a ``TicketUpdate``, which is what the customer sees
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import structlog
 from django.db import IntegrityError
 from django.utils import timezone
 
 from supportbot.db import write_transaction
+from tools import ticketing
 from tools.models import Ticket, TicketUpdate
+from tools.registry import ToolFailure
+
+log = structlog.get_logger("tools.tickets")
 
 # How long a ticket of each priority is expected to take (the customer is told).
 RESOLUTION_HOURS = {"urgent": 4, "high": 24, "medium": 72, "low": 168}
@@ -46,6 +52,21 @@ def ticket_create(
         existing = Ticket.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
             return _same_session(existing, session_id), False
+    external = None
+    if ticketing.configured():
+        # Opened there first; its Idempotency-Key makes a retry after a lost answer safe.
+        external = ticketing.external_create(
+            reference=session_id,
+            fields={
+                "title": data.title,
+                "description": data.description,
+                "priority": data.priority,
+                "category": data.category or "general",
+                "userEmail": data.user_email,
+                "metadata": data.metadata,
+            },
+            idempotency_key=idempotency_key or "tkt-" + secrets.token_hex(12),
+        )
     now = timezone.now()
     try:
         with write_transaction():
@@ -59,6 +80,8 @@ def ticket_create(
                 metadata=data.metadata,
                 estimated_resolution=estimated_resolution(data.priority, opened=now),
                 idempotency_key=idempotency_key or None,
+                external_id=external.id if external else "",
+                status=external.status if external else Ticket.Status.OPEN,
                 created_at=now,
                 updated_at=now,
             )
@@ -94,11 +117,49 @@ def ticket_for_session(*, session_id: str, ticket_id: str) -> Ticket:
     )
     if ticket is None:
         raise TicketNotFound(ticket_id)
+    if ticket.external_id and ticketing.configured():
+        _refresh(ticket)
     return ticket
+
+
+def _refresh(ticket: Ticket) -> None:
+    """Bring the mirror up to date with the external system; if it cannot be reached the
+    customer still gets what we last knew."""
+    try:
+        external = ticketing.external_get(ticket.external_id)
+    except ToolFailure as exc:
+        log.warning("ticket.refresh_failed", ticket_id=ticket.pk, reason=exc.message)
+        return
+    known = set(ticket.updates.exclude(external_id="").values_list("external_id", flat=True))
+    now = timezone.now()
+    with write_transaction():
+        for update in external.updates:
+            if update.id not in known:
+                TicketUpdate.objects.create(
+                    ticket=ticket,
+                    kind=TicketUpdate.Kind.NOTE,
+                    status=update.status or external.status,
+                    message=update.message,
+                    author="ticketing",
+                    external_id=update.id,
+                    created_at=now,
+                )
+        if external.status != ticket.status:
+            _change(
+                ticket,
+                status=external.status,
+                message=_status_text(external.status),
+                author="ticketing",
+            )
 
 
 def ticket_cancel(*, ticket_id: str, reason: str, author: str = "") -> Ticket:
     """Cancel a ticket (a workflow compensating a step); a final ticket is left as it is."""
+    ticket = Ticket.objects.get(pk=ticket_id)
+    if ticket.status in FINAL_STATUSES:
+        return ticket
+    if ticket.external_id and ticketing.configured():
+        ticketing.external_cancel(ticket.external_id, reason=reason)  # raises if it cannot
     with write_transaction():
         ticket = Ticket.objects.select_for_update().get(pk=ticket_id)
         if ticket.status not in FINAL_STATUSES:
@@ -118,7 +179,7 @@ def ticket_record_changes(
                 ticket=ticket,
                 kind=TicketUpdate.Kind.STATUS,
                 status=ticket.status,
-                message=f"Status changed to {ticket.get_status_display().lower()}.",
+                message=_status_text(ticket.status),
                 author=author,
                 created_at=now,
             )
@@ -151,6 +212,10 @@ def ticket_record_changes(
     if entries:
         TicketUpdate.objects.bulk_create(entries)
         Ticket.objects.filter(pk=ticket.pk).update(updated_at=now)
+
+
+def _status_text(status: str) -> str:
+    return f"Status changed to {Ticket.Status(status).label.lower()}."
 
 
 def _change(ticket: Ticket, *, status: str, message: str, author: str) -> None:

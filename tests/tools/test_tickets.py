@@ -190,3 +190,15 @@ async def test_staff_changes_in_the_admin_reach_the_customer() -> None:
         "We reproduced the crash and are working on a fix.",
     ]
     assert "legacy plan" not in outcome.for_model()
+
+
+async def test_the_longest_title_and_request_id_still_open_one_ticket_once() -> None:
+    """The idempotency key is derived from both: it must fit its column on every database."""
+    ctx = ToolContext(session_id="sess_" + "a" * 32, request_id="r" * 128)
+    arguments = {**TICKET, "title": "T" * 200}
+    first = await registry.execute(call_id="a", name="create_ticket", arguments=arguments, ctx=ctx)
+    again = await registry.execute(call_id="b", name="create_ticket", arguments=arguments, ctx=ctx)
+    assert first.status == again.status == "success", first.error
+    assert first.result is not None and again.result is not None
+    assert first.result["ticketId"] == again.result["ticketId"]
+    assert await Ticket.objects.acount() == 1
