@@ -60,6 +60,16 @@ def _celery_eager():
 
 
 @pytest.fixture(autouse=True)
+def _fresh_vocabulary():
+    """Each test's searches correct typos against its own articles, built on first use."""
+    from tools import spelling
+
+    spelling.forget()
+    yield
+    spelling.forget()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_chain():
     """Every test starts with a model chain built from its own settings (and fresh breakers)."""
     from chat.llm.chain import reset_chain

@@ -47,6 +47,7 @@ from django.core.validators import URLValidator
 from django.db import connection, transaction
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tools import spelling
 from tools.models import ARTICLE_ID_MAX, Article
 
 MAX_RESULTS_LIMIT = 20
@@ -83,7 +84,6 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "missing": ("lost",),
     "money": ("refund",),
     "reimburse": ("refund",),
-    "down": ("outage",),
     "close": ("delete",),
     "erase": ("delete",),
     "wipe": ("delete",),
@@ -108,7 +108,32 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "pictures": ("photos",),
     "employee": ("user",),
     "employees": ("users",),
+    "licence": ("seats",),
+    "licences": ("seats",),
+    "license": ("seats",),
+    "licenses": ("seats",),
+    "spreadsheet": ("csv",),
+    "excel": ("csv",),
+    "macbook": ("macos",),
+    "yearly": ("annual",),
+    "hotspot": ("metered",),
+    "tethering": ("metered",),
 }
+# Phrases rewritten before the words are looked at: "log in" is about signing in, not about the
+# audit log; "is it down" is about an outage ("down" alone may be a direction: "down to Team").
+_REWRITES = (
+    (re.compile(r"\blog(?:ged|ging|s)?\s+(?:in|into|on)\b"), "sign in"),
+    (re.compile(r"\blog(?:ged|ging|s)?\s+(?:out|off)\b"), "sign out"),
+    (
+        re.compile(
+            r"\b(?:is|are|was|were|goes|go|going|went|gone|been)\s+(?:\w+\s+)?down\b(?!\s+to\b)"
+        ),
+        "outage",
+    ),
+    (re.compile(r"\bazure\s+(?:ad|active\s+directory)\b"), "entra azure"),
+)
+# An error code typed without its hyphen ("nb1042") as the two tokens the index holds.
+_GLUED_CODE_RE = re.compile(r"([a-z]{1,8})(\d{2,8})")
 
 # English function words plus the filler of support questions ("how do I", "can you help me").
 # Dropping them keeps "how do I reset my password?" about passwords, not about "do" and "my".
@@ -171,7 +196,10 @@ def query_terms(text: str) -> list[Term]:
     """The searchable terms of free text: stop words dropped, synonyms and word pairs added."""
     terms: dict[tuple[str, ...], Term] = {}
     asked: list[Term] = []
-    for chunk in text.translate(_APOSTROPHES).lower().split():
+    text = text.translate(_APOSTROPHES).lower()
+    for pattern, replacement in _REWRITES:
+        text = pattern.sub(replacement, text)
+    for chunk in text.split():
         # "what's", "don't", "nimbus's": the part before the apostrophe carries the meaning.
         chunk = chunk.split("'", 1)[0]
         found = list(_TOKEN_RE.finditer(chunk))
@@ -195,6 +223,11 @@ def query_terms(text: str) -> list[Term]:
             synonyms.append(folded)
         for key in synonyms:
             terms.setdefault(key, Term(key, " ".join(key), group, SYNONYM_WEIGHT))
+        glued = _GLUED_CODE_RE.fullmatch(tokens[0]) if len(tokens) == 1 else None
+        if glued and group < len(asked):
+            # Weighed, and written for PostgreSQL's parser, as the hyphenated code would be.
+            key = glued.groups()
+            terms.setdefault(key, Term(key, "-".join(key), group, CODE_WEIGHT))
     # Neighbouring words of the question found side by side in an article ("public link",
     # "close-account") are extra evidence. A bonus only: they do not raise the maximum score.
     pairs = [(a, b) for a, b in itertools.pairwise(asked) if a.weight and b.weight]
@@ -216,7 +249,7 @@ def search_articles(
     """Rank articles for a natural-language query; the best ``max_results`` with passages."""
     if not 1 <= max_results <= MAX_RESULTS_LIMIT:
         raise ValueError(f"max_results must be within 1..{MAX_RESULTS_LIMIT}")
-    terms = query_terms(query)
+    terms = with_corrections(query_terms(query))
     if not terms:
         return SearchResult(hits=[], total=0)
     filters = _Filters(
@@ -244,6 +277,27 @@ def search_articles(
         for row in rows
     ]
     return SearchResult(hits=hits, total=total)
+
+
+def with_corrections(terms: list[Term]) -> list[Term]:
+    """``terms`` plus, for each question word no article uses, the nearest word one does
+    ("pasword" → "password"), in the misspelt word's group so the two never count twice."""
+    words = [
+        t
+        for t in terms
+        if t.weight and not t.bonus and len(t.tokens) == 1 and t.tokens[0].isalpha()
+    ]
+    if not words:
+        return terms
+    known = spelling.vocabulary()
+    keys = {t.tokens for t in terms}
+    extra = []
+    for term in words:
+        fixed = known.correct(spelling.fold(term.tokens[0]))
+        if fixed and (fixed,) not in keys:
+            keys.add((fixed,))
+            extra.append(Term((fixed,), fixed, term.group, SYNONYM_WEIGHT))
+    return terms + extra
 
 
 @dataclass(frozen=True)
