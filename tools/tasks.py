@@ -19,3 +19,17 @@ def run_workflow_task(execution_id: str) -> str | None:
 def resume_stale_workflows_task() -> int:
     """Queue again the executions whose worker vanished or that were never queued."""
     return resume_stale_workflows()
+
+
+@shared_task(
+    name="tools.embed_articles",
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=5,
+)
+def embed_articles_task(article_ids: list[str] | None = None) -> int:
+    """Embed the chunks of changed articles (idempotent: unchanged ones are skipped)."""
+    from tools.embeddings import index_articles
+
+    return index_articles(article_ids=article_ids)

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from tools.embeddings import index_articles
 from tools.kb import import_articles
 
 STARTER_KB = Path(__file__).resolve().parents[2] / "starter_kb"
@@ -36,6 +37,14 @@ class Command(BaseCommand):
                 f"{len(report.unchanged)} unchanged"
                 + (f", {len(report.errors)} with errors" if report.errors else "")
             )
+        try:
+            embedded = index_articles()  # EMBEDDINGS_MODEL: vectors for new or changed articles
+        except Exception as exc:
+            # The articles are in and full-text search works; the vectors come with a later run.
+            self.stderr.write(f"embeddings not updated: {type(exc).__name__}: {exc}")
+            embedded = 0
+        if embedded and options.get("verbosity", 1) >= 1:
+            self.stdout.write(f"embedded {embedded} article(s)")
         if report.errors:
             # The good files are in; the exit status still tells a script that some were not.
             raise CommandError(f"{len(report.errors)} file(s) could not be imported")
