@@ -139,8 +139,9 @@ def local_embeddings(settings):
 def test_local_minilm_finds_articles_worded_differently(local_embeddings) -> None:
     import_articles(path=STARTER_KB)
     assert index_articles() == 40
-    vectors = ArticleChunk.objects.filter(model="local:all-MiniLM-L6-v2")
-    assert np.frombuffer(vectors.first().vector, dtype=np.float32).shape == (384,)
+    chunk = ArticleChunk.objects.filter(model="local:all-MiniLM-L6-v2").first()
+    assert chunk is not None
+    assert np.frombuffer(chunk.vector, dtype=np.float32).shape == (384,)
     # Questions whose words the articles do not use; full-text misses them.
     for question, expected in [
         ("how do I make someone else an admin", "kb_038"),
