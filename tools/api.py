@@ -41,6 +41,9 @@ class SearchFilters(_JsonObject):
     category: str | None = Field(None, max_length=64)
     language: str | None = Field(None, max_length=16)
     tags: list[str] | None = Field(None, max_length=20, description="any of these tags")
+    updated_after: dt.date | None = Field(
+        None, alias="updatedAfter", description="only articles updated on or after this day"
+    )
 
 
 class SearchIn(_JsonObject):
@@ -116,6 +119,7 @@ async def search(request: HttpRequest, payload: SearchIn) -> dict[str, Any]:
         category=filters.category if filters else None,
         language=filters.language if filters else None,
         tags=filters.tags if filters else None,
+        updated_after=filters.updated_after if filters else None,
     )
     elapsed_ms = (time.perf_counter() - started) * 1000
     return {

@@ -249,6 +249,7 @@ def search_articles(
     category: str | None = None,
     language: str | None = None,
     tags: list[str] | None = None,
+    updated_after: dt.date | None = None,
     semantic: bool = True,
 ) -> SearchResult:
     """Rank articles for a natural-language query; the best ``max_results`` with passages.
@@ -270,6 +271,7 @@ def search_articles(
         category=category.strip().lower() if category else None,
         language=language.strip().lower() if language else None,
         tags=sorted({t.strip().lower() for t in tags or [] if t.strip()}),
+        updated_after=updated_after,
     )
     depth = max(max_results, embeddings.FUSION_DEPTH) if embedder else max_results
     rows: list[dict[str, Any]] = []
@@ -344,13 +346,15 @@ def _hit(
 
 def _allowed_ids(filters: _Filters) -> set[str] | None:
     """The articles the filters admit (None: all), for the embedding ranking."""
-    if not (filters.category or filters.language or filters.tags):
+    if not filters.active:
         return None
     articles = Article.objects.all()
     if filters.category:
         articles = articles.filter(category=filters.category)
     if filters.language:
         articles = articles.filter(language=filters.language)
+    if filters.updated_after:
+        articles = articles.filter(updated__gte=filters.updated_after)
     wanted = set(filters.tags)
     return {
         article_id
@@ -403,6 +407,11 @@ class _Filters:
     category: str | None
     language: str | None
     tags: list[str]
+    updated_after: dt.date | None = None  # articles updated on or after this day
+
+    @property
+    def active(self) -> bool:
+        return bool(self.category or self.language or self.tags or self.updated_after)
 
 
 _COLUMNS = ("id", "title", "url", "category", "tags", "language", "updated", "content")
@@ -498,6 +507,9 @@ def _sqlite_filters(filters: _Filters) -> tuple[str, list[Any]]:
         marks = ", ".join(["%s"] * len(filters.tags))
         where.append(f"EXISTS (SELECT 1 FROM json_each(a.tags) WHERE value IN ({marks}))")
         params.extend(filters.tags)
+    if filters.updated_after:
+        where.append("a.updated >= %s")
+        params.append(filters.updated_after.isoformat())
     return " AND ".join(where), params
 
 
@@ -746,6 +758,9 @@ class _PgPlan:
         if self.filters.tags:
             where.append(" AND a.tags ?| %s")
             params.append(self.filters.tags)
+        if self.filters.updated_after:
+            where.append(" AND a.updated >= %s")
+            params.append(self.filters.updated_after)
         return "".join(where), params
 
     def where(self, column: str, terms: list[_PgTerm]) -> tuple[str, list[Any]]:
@@ -1000,7 +1015,7 @@ def _rank_postgres(
     words = [t for t in plan.terms if not t.bonus]
     all_where, all_params = plan.where("search_vector", words)
     count = (f"(SELECT count(*) FROM tools_article a WHERE {all_where})", all_params)
-    if not (filters.category or filters.language or filters.tags):
+    if not filters.active:
         union = functools.reduce(operator.or_, (statistics[i][1] for i in present), 0)
         count = ("%s::bigint", [union.bit_count()])
     if _candidate_terms(frequencies=frequencies, present=present) is None:

@@ -82,8 +82,14 @@ def test_hybrid_search_fuses_both_rankings_and_honours_filters(api_embeddings) -
     found = semantic_search("reset my password", limit=5)
     assert "kb_002" in [hit.article_id for hit in found]
     assert all(0 < hit.similarity <= 1.0 for hit in found)
-    hits = search_articles(query="reset my password", max_results=5)
-    assert hits.hits[0].id == "kb_002"
+    hits = [h.id for h in search_articles(query="reset my password", max_results=5).hits]
+    full_text = [
+        h.id
+        for h in search_articles(query="reset my password", max_results=20, semantic=False).hits
+    ]
+    semantic = [h.article_id for h in semantic_search("reset my password", limit=50)]
+    assert "kb_002" in hits[:3]
+    assert set(hits) <= set(full_text) | set(semantic)
     billing = search_articles(query="reset my password", max_results=5, category="billing")
     assert billing.hits and {h.category for h in billing.hits} == {"billing"}
     # A question of stop words only: nothing for full-text, something by meaning.

@@ -377,3 +377,15 @@ def test_postgres_title_vector_holds_title_a_and_tags_c_with_a_gin_index(starter
     assert re.search(r"'lockout':\d+C", vector)
     assert not re.search(r"\d+B\b", vector)  # the body stays out
     assert "USING gin (title_vector)" in index
+
+
+def test_the_date_filter_keeps_articles_updated_on_or_after_the_day(starter_kb: None) -> None:
+    day = dt.date(2026, 8, 18)
+    recent = set(Article.objects.filter(updated__gte=day).values_list("id", flat=True))
+    assert 0 < len(recent) < 40
+    for question in ("sync", "password", "invoice billing plan", "share a folder"):
+        hits = search_articles(query=question, max_results=20, updated_after=day).hits
+        assert {hit.id for hit in hits} <= recent, question
+        everything = search_articles(query=question, max_results=20).hits
+        # Nothing recent that the unfiltered search finds is lost by filtering.
+        assert {hit.id for hit in everything} & recent <= {hit.id for hit in hits}

@@ -160,3 +160,12 @@ def test_openapi_documents_the_endpoint(client: Client) -> None:
     body_schema = schema["components"]["schemas"][body_ref.rsplit("/", 1)[-1]]
     assert body_schema["required"] == ["query"]
     assert {"query", "maxResults", "filters", "sessionId"} <= set(body_schema["properties"])
+
+
+def test_the_date_filter_over_rest(client: Client, starter_kb: None) -> None:
+    status, body = post(
+        client, {"query": "password", "maxResults": 20, "filters": {"updatedAfter": "2099-01-01"}}
+    )
+    assert (status, body["results"], body["totalResults"]) == (200, [], 0)
+    status, payload = post(client, {"query": "password", "filters": {"updatedAfter": "soon"}})
+    assert status == 400 and payload["error"]["code"] == "INVALID_FIELD_VALUE"
