@@ -482,9 +482,10 @@ $("new-conversation").addEventListener("click", async () => {
 
 endButton.addEventListener("click", async () => {
   if (state.ended) return;
+  const ending = state.sessionId;
   let response;
   try {
-    response = await fetch(`/api/session/${encodeURIComponent(state.sessionId)}`, {
+    response = await fetch(`/api/session/${encodeURIComponent(ending)}`, {
       method: "DELETE",
       headers: { Accept: "application/json" },
     });
@@ -496,6 +497,9 @@ endButton.addEventListener("click", async () => {
     showNotice("Could not end the conversation. Try again in a moment.", "error");
     return;
   }
+  // The socket may have said so first (its frames can beat this response), and the user may
+  // already have started a new conversation: that one must not be ended too.
+  if (state.sessionId !== ending) return;
   // The page view opens a fresh session for a cookie naming an ended one, so a reload is clean.
   endedState("This conversation has ended. Start a new one to continue.");
   $("new-conversation").focus();

@@ -339,3 +339,34 @@ def test_a_running_tool_shows_its_progress_then_a_chip(page: Page, fake_model) -
     expect(chip).to_have_count(1)
     expect(chip).to_have_text(re.compile(r"^Opened ticket TKT-[A-Z2-9]{8}$"))
     expect(page.locator("#typing")).to_be_hidden()
+
+
+def test_a_late_end_answer_does_not_end_the_next_conversation(page: Page, fake_model) -> None:
+    """The socket says the conversation ended before DELETE's response arrives; the user starts
+    a new one meanwhile. When the response finally comes, the new conversation stays open."""
+    held: list[Any] = []
+
+    def hold_deletes(route: Any) -> None:
+        if route.request.method == "DELETE":
+            held.append(route)
+        else:
+            route.continue_()
+
+    old_session = open_chat(page)
+    page.route(re.compile(r".*/api/session/sess_[^/?]+$"), hold_deletes)
+    page.locator("#end-conversation").click()
+    page.wait_for_function("() => true")
+    assert len(held) == 1
+    # The session really ends (another client's DELETE), so the socket reports it first.
+    request = urllib.request.Request(
+        f"{page.url.rstrip('/')}/api/session/{old_session}", method="DELETE"
+    )
+    urllib.request.urlopen(request, timeout=10).read()
+    expect(page.locator("#status")).to_have_text("Conversation ended")
+    page.locator("#new-conversation").click()
+    expect(page.locator("body")).not_to_have_attribute("data-session-id", old_session)
+    expect(page.locator("#status")).to_have_text("Connected")
+    held[0].continue_()  # the first DELETE's answer (409 now) arrives late
+    page.wait_for_timeout(500)
+    expect(page.locator("#status")).to_have_text("Connected")
+    expect(page.locator("#message")).to_be_enabled()
