@@ -202,3 +202,25 @@ async def test_the_longest_title_and_request_id_still_open_one_ticket_once() -> 
     assert first.result is not None and again.result is not None
     assert first.result["ticketId"] == again.result["ticketId"]
     assert await Ticket.objects.acount() == 1
+
+
+# --- kb_search, the third built-in tool ---------------------------------------------------
+
+
+async def test_kb_search_returns_cited_passages_and_refuses_bad_arguments(kb) -> None:
+    ctx = ToolContext(session_id="sess_alice")
+    found = await registry.execute(
+        call_id="k1", name="kb_search", arguments={"query": "reset my password"}, ctx=ctx
+    )
+    assert found.status == "success" and found.attempts == 1
+    assert found.result is not None and found.result["results"][0]["id"] == "kb_002"
+    assert found.citations[0]["id"] == "kb_002" and found.citations[0]["url"].startswith("https")
+    nothing = await registry.execute(
+        call_id="k2", name="kb_search", arguments={"query": "quokka xylophone"}, ctx=ctx
+    )
+    assert nothing.result == {"results": [], "totalResults": 0}
+    bad = await registry.execute(
+        call_id="k3", name="kb_search", arguments={"query": "", "maxResults": 50}, ctx=ctx
+    )
+    assert bad.status == "invalid" and bad.error is not None
+    assert "query" in bad.error["message"] and "maxResults" in bad.error["message"]
