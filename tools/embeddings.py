@@ -21,6 +21,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,7 +39,7 @@ log = structlog.get_logger("tools.embeddings")
 
 CHUNK_CHARS = 1200  # a section longer than this is cut at paragraph boundaries
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.)
-FUSION_DEPTH = 50  # how deep each ranking goes into the fusion
+FUSION_DEPTH = 20  # how deep each ranking goes into the fusion (deeper: same order, slower)
 # Cosine similarity below this is unrelated text for MiniLM-class models; relevance (0..1) of an
 # article found only by meaning is its similarity above this floor.
 SIMILARITY_FLOOR = 0.3
@@ -256,17 +257,40 @@ class SemanticHit:
     chunk: str
 
 
+_EMBEDDING_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kb-embed")
+
+
+def embed_soon(query: str) -> Future[np.ndarray] | None:
+    """Start embedding ``query`` on a worker thread (the model releases the GIL), so the caller
+    can run the full-text ranking meanwhile; None without an embedder."""
+    embedder = get_embedder()
+    if embedder is None:
+        return None
+    return _EMBEDDING_POOL.submit(lambda: embedder.embed([query])[0])
+
+
 def semantic_search(
-    query: str, *, limit: int, allowed: set[str] | None = None
+    query: str,
+    *,
+    limit: int,
+    allowed: set[str] | None = None,
+    vector: Future[np.ndarray] | None = None,
 ) -> list[SemanticHit]:
-    """Articles by their best chunk's cosine similarity to ``query`` (``allowed``: only these)."""
+    """Articles by their best chunk's cosine similarity to ``query`` (``allowed``: only these;
+    ``vector``: the question's embedding, already under way from ``embed_soon``)."""
     embedder = get_embedder()
     if embedder is None:
         return []
     index = _index(embedder.name)
     if not index.article_ids:
         return []
-    vector = embedder.embed([query])[0]
+    vector_now = vector.result() if vector is not None else embedder.embed([query])[0]
+    return _rank(index, vector_now, limit=limit, allowed=allowed)
+
+
+def _rank(
+    index: _Index, vector: np.ndarray, *, limit: int, allowed: set[str] | None
+) -> list[SemanticHit]:
     if vector.shape[0] != index.matrix.shape[1]:
         return []  # stored vectors of another dimension: not comparable
     # One BLAS thread: a matrix-vector product is memory-bound anyway, and OpenBLAS threads

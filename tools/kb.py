@@ -274,6 +274,8 @@ def search_articles(
         updated_after=updated_after,
     )
     depth = max(max_results, embeddings.FUSION_DEPTH) if embedder else max_results
+    # The question's embedding is computed on another thread while the database ranks.
+    pending = embeddings.embed_soon(corrected_text(query, fixes)) if embedder else None
     rows: list[dict[str, Any]] = []
     total, max_score = 0, 0.0
     if terms and connection.vendor == "postgresql":
@@ -291,6 +293,7 @@ def search_articles(
             corrected_text(query, fixes),
             limit=embeddings.FUSION_DEPTH,
             allowed=_allowed_ids(filters),
+            vector=pending,
         )
     except Exception:
         log.warning("search.embeddings_failed", exc_info=True)
