@@ -13,17 +13,12 @@ from django.utils import timezone
 from chat.guards.validation import unstorable
 from chat.models import ChatSession, Message
 from supportbot.db import write_transaction
-from supportbot.errors import ApiError
+from supportbot.errors import ApiError, ms
 from supportbot.ids import is_session_id
 
 log = structlog.get_logger("chat.sessions")
 
 MAX_METADATA_BYTES = 8 * 1024
-
-
-def ms(value: datetime | None) -> int | None:
-    """Epoch milliseconds of an aware datetime (the wire's time unit)."""
-    return None if value is None else int(value.timestamp() * 1000)
 
 
 def validate_metadata(metadata: Any, *, field: str = "metadata") -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 # HTTP status per error code (API.md: 400 validation, 401/403 access, 404 missing,
@@ -78,6 +79,11 @@ class ApiError(Exception):
 def now_ms() -> int:
     """Epoch milliseconds, the wire's time unit."""
     return int(time.time() * 1000)
+
+
+def ms(value: datetime | None) -> int | None:
+    """Epoch milliseconds of an aware datetime (the wire's time unit)."""
+    return None if value is None else int(value.timestamp() * 1000)
 
 
 def error_body(error: ApiError, *, request_id: str, path: str, method: str) -> dict[str, Any]:

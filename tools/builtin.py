@@ -16,13 +16,11 @@ from django.core.validators import validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from tools.kb import MAX_RESULTS_LIMIT, search_articles
+from tools.kb import MAX_RESULTS_LIMIT, RELEVANCE_FLOOR, search_articles
 from tools.registry import Tool, ToolContext, ToolFailure, ToolRegistry, ToolResult
 from tools.tickets import TicketData, TicketNotFound, ticket_create, ticket_for_session, ticket_wire
 
-# Below this relevance (0..1, best hit = 1 when anything matches well) a hit is not offered.
 MAX_METADATA_CHARS = 4096
-MIN_RELEVANCE = 0.12  # as the offline assistant: the weakest right answer scores about 0.13
 
 
 class _Args(BaseModel):
@@ -54,7 +52,7 @@ class KbSearchTool(Tool):
         result = await sync_to_async(search_articles)(
             query=args.query, max_results=args.maxResults, category=args.category
         )
-        hits = [hit for hit in result.hits if hit.relevance >= MIN_RELEVANCE]
+        hits = [hit for hit in result.hits if hit.relevance >= RELEVANCE_FLOOR]
         return ToolResult(
             data={
                 "results": [

@@ -170,6 +170,7 @@ class ToolRegistry:
         self._tools: dict[str, Tool] = {}
         self._by_function: dict[str, Tool] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._schemas: list[dict[str, Any]] | None = None  # built on first use after a change
 
     def register(self, tool: Tool) -> Tool:
         for attribute in ("name", "function_name", "description", "Args"):
@@ -187,6 +188,7 @@ class ToolRegistry:
             raise ValueError(f"a tool named {tool.name!r} / {tool.function_name!r} exists")
         self._tools[tool.name] = tool
         self._by_function[tool.function_name] = tool
+        self._schemas = None
         self._breakers[tool.name] = CircuitBreaker(
             tool.name,
             failure_threshold=settings.TOOL_BREAKER_THRESHOLD,
@@ -200,6 +202,7 @@ class ToolRegistry:
         del self._tools[tool.name]
         del self._by_function[tool.function_name]
         del self._breakers[tool.name]
+        self._schemas = None
 
     @contextlib.contextmanager
     def register_temporarily(self, tool: Tool) -> Iterator[Tool]:
@@ -221,8 +224,11 @@ class ToolRegistry:
         return sorted(self._tools.values(), key=lambda tool: tool.name)
 
     def schemas(self) -> list[dict[str, Any]]:
-        """Every tool's function definition, for the model."""
-        return [tool.schema() for tool in self.all()]
+        """Every tool's function definition, for the model (offered with every turn, so the
+        pydantic schemas are generated once, not per request)."""
+        if self._schemas is None:
+            self._schemas = [tool.schema() for tool in self.all()]
+        return self._schemas
 
     def breaker(self, name: str) -> CircuitBreaker:
         return self._breakers[self.get(name).name]

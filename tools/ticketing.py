@@ -24,18 +24,12 @@ import httpx
 import structlog
 from django.conf import settings
 
+from tools.models import Ticket
 from tools.registry import ToolFailure
 
 log = structlog.get_logger("tools.ticketing")
 
-STATUSES = {
-    "open",
-    "in_progress",
-    "waiting_on_customer",
-    "resolved",
-    "closed",
-    "cancelled",
-}
+STATUSES = frozenset(Ticket.Status.values)
 
 
 @dataclass(frozen=True)

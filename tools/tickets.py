@@ -14,6 +14,7 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 from supportbot.db import write_transaction
+from supportbot.errors import ms
 from tools import ticketing
 from tools.models import Ticket, TicketUpdate
 from tools.registry import ToolFailure
@@ -233,10 +234,6 @@ def _change(ticket: Ticket, *, status: str, message: str, author: str) -> None:
     )
 
 
-def _ms(value: Any) -> int | None:
-    return None if value is None else int(value.timestamp() * 1000)
-
-
 def ticket_wire(ticket: Ticket, *, updates: bool = False) -> dict[str, Any]:
     """The ticket's ``status`` object on the wire (API.md ``/api/tools/ticket``)."""
     body: dict[str, Any] = {
@@ -244,9 +241,9 @@ def ticket_wire(ticket: Ticket, *, updates: bool = False) -> dict[str, Any]:
         "title": ticket.title,
         "priority": ticket.priority,
         "category": ticket.category,
-        "createdAt": _ms(ticket.created_at),
-        "updatedAt": _ms(ticket.updated_at),
-        "estimatedResolution": _ms(ticket.estimated_resolution),
+        "createdAt": ms(ticket.created_at),
+        "updatedAt": ms(ticket.updated_at),
+        "estimatedResolution": ms(ticket.estimated_resolution),
         "assigned": ticket.assignee_id is not None,
     }
     if updates:
@@ -255,7 +252,7 @@ def ticket_wire(ticket: Ticket, *, updates: bool = False) -> dict[str, Any]:
                 "kind": update.kind,
                 "status": update.status,
                 "message": update.message,
-                "timestamp": _ms(update.created_at),
+                "timestamp": ms(update.created_at),
             }
             for update in ticket.updates.filter(public=True)
         ]

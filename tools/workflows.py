@@ -52,10 +52,10 @@ from django.utils import timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from supportbot.db import write_transaction
-from supportbot.errors import ApiError
+from supportbot.errors import ApiError, ms
 from supportbot.ids import new_tool_call_id
 from tools.models import WorkflowExecution, WorkflowStep
-from tools.registry import ToolContext, ToolOutcome, registry
+from tools.registry import ToolContext, ToolNotFound, ToolOutcome, registry
 from tools.tickets import ticket_cancel
 
 log = structlog.get_logger("tools.workflows")
@@ -384,10 +384,12 @@ def _validated(workflow_type: Any, parameters: Any) -> tuple[Workflow, dict[str,
         raise WorkflowInvalid(f"Invalid parameters: {problems}") from None
     if workflow.name == "tool_chain":
         for link in checked["tools"]:
-            if link["tool"] not in {t.function_name for t in registry.all()} | {
-                t.name for t in registry.all()
-            }:
-                raise WorkflowInvalid(f"Unknown tool {link['tool']!r} in parameters.tools.")
+            try:
+                registry.get(link["tool"])
+            except ToolNotFound:
+                raise WorkflowInvalid(
+                    f"Unknown tool {link['tool']!r} in parameters.tools."
+                ) from None
     return workflow, checked
 
 
@@ -665,10 +667,6 @@ def resume_stale_workflows() -> int:
 # --- the wire ----------------------------------------------------------------------------------
 
 
-def _ms(value: Any) -> int | None:
-    return None if value is None else int(value.timestamp() * 1000)
-
-
 def execution_wire(execution: WorkflowExecution) -> dict[str, Any]:
     """An execution as ``/api/workflow/*`` and ``workflow_progress`` show it (API.md)."""
     rows = list(execution.steps.order_by("index"))
@@ -695,9 +693,9 @@ def execution_wire(execution: WorkflowExecution) -> dict[str, Any]:
         "metadata": {
             "sessionId": execution.session_id,
             "idempotencyKey": execution.idempotency_key,
-            "createdAt": _ms(execution.created_at),
-            "startedAt": _ms(execution.started_at),
-            "finishedAt": _ms(execution.finished_at),
+            "createdAt": ms(execution.created_at),
+            "startedAt": ms(execution.started_at),
+            "finishedAt": ms(execution.finished_at),
             "deliveries": execution.deliveries,
         },
     }

@@ -28,11 +28,9 @@ from chat.llm.base import (
     Usage,
 )
 from supportbot.ids import new_tool_call_id
-from tools.kb import ArticleHit, query_terms, search_articles
+from tools.kb import RELEVANCE_FLOOR, ArticleHit, query_terms, search_articles
 
-# Below this relevance a hit is noise: off-topic questions top out around 0.09 on the starter
-# knowledge base, while the weakest right answer of its ranking tests scores about 0.13.
-MIN_RELEVANCE = 0.12
+MIN_RELEVANCE = RELEVANCE_FLOOR
 # A second or third passage must be at least this fraction as relevant as the first.
 RELATIVE_RELEVANCE = 0.5
 MAX_PASSAGES = 3

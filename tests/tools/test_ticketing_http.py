@@ -10,7 +10,7 @@ import pytest
 
 from chat.sessions import session_create
 from tests.fakes.ticketing_server import FakeTicketing
-from tools.models import Ticket
+from tools.models import Ticket, WorkflowExecution
 from tools.registry import ToolContext, registry
 from tools.workflows import workflow_submit
 
@@ -92,11 +92,11 @@ async def test_an_unreachable_system_still_shows_what_was_known(external) -> Non
     assert outcome.status == "success" and outcome.result["status"] == "open"
 
 
-def test_compensation_cancels_the_external_ticket(external, kb) -> None:
-    session = session_create()
+def ticket_then_failing_step() -> WorkflowExecution:
+    """A tool_chain whose second step fails for good after the first opened a ticket."""
     execution, _ = workflow_submit(
         workflow_type="tool_chain",
-        session_id=session.id,
+        session_id=session_create().id,
         parameters={
             "tools": [
                 {"tool": "create_ticket", "arguments": TICKET},
@@ -105,6 +105,11 @@ def test_compensation_cancels_the_external_ticket(external, kb) -> None:
         },
     )
     execution.refresh_from_db()
+    return execution
+
+
+def test_compensation_cancels_the_external_ticket(external, kb) -> None:
+    execution = ticket_then_failing_step()
     assert execution.status == "compensated"
     assert external.tickets["EXT-1001"]["status"] == "cancelled"
     assert [r.path for r in external.requests][-1] == "/api/tickets/EXT-1001/cancel"
@@ -112,19 +117,8 @@ def test_compensation_cancels_the_external_ticket(external, kb) -> None:
 
 
 def test_a_cancel_that_fails_leaves_the_execution_failed_not_compensated(external, kb) -> None:
-    session = session_create()
     external.refuse_cancels = True
-    execution, _ = workflow_submit(
-        workflow_type="tool_chain",
-        session_id=session.id,
-        parameters={
-            "tools": [
-                {"tool": "create_ticket", "arguments": TICKET},
-                {"tool": "fetch_status", "arguments": {"ticketId": "$prev.missing"}},
-            ]
-        },
-    )
-    execution.refresh_from_db()
+    execution = ticket_then_failing_step()
     first, second = execution.steps.order_by("index")
     assert execution.status == "failed" and "missing" in execution.error
     assert (first.status, second.status) == ("compensation_failed", "failed")

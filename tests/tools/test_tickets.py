@@ -4,14 +4,13 @@ in the admin reaching the customer, and a session never seeing another's ticket.
 from __future__ import annotations
 
 import re
-import threading
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
 from django.test import Client
 
+from tests.threads import at_once
 from tools.models import Ticket, TicketUpdate
 from tools.registry import ToolContext, registry
 from tools.tickets import TicketData, ticket_cancel, ticket_create
@@ -99,22 +98,9 @@ def test_the_same_idempotency_key_opens_one_ticket_even_at_once() -> None:
     again, new_again = ticket_create(session_id="sess_alice", data=data, idempotency_key="k1")
     assert (new, new_again, again.pk) == (True, False, first.pk)
 
-    results: list[str] = []
-    barrier = threading.Barrier(4)
-
-    def submit() -> None:
-        try:
-            barrier.wait()
-            ticket, _ = ticket_create(session_id="sess_alice", data=data, idempotency_key="k2")
-            results.append(ticket.pk)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=submit) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = at_once(
+        lambda: ticket_create(session_id="sess_alice", data=data, idempotency_key="k2")[0].pk
+    )
     assert len(results) == 4 and len(set(results)) == 1
     assert Ticket.objects.filter(idempotency_key="k2").count() == 1
 

@@ -8,14 +8,12 @@ runs them in a real worker on Redis."""
 from __future__ import annotations
 
 import json
-import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.db import connection
 from django.utils import timezone
 from pydantic import BaseModel
 
@@ -24,6 +22,7 @@ from chat.sessions import session_create, session_end
 from supportbot.asgi import application
 from supportbot.celery import app as celery_app
 from tests.chat.conftest import new_session, send
+from tests.threads import at_once
 from tools.models import Ticket, WorkflowExecution, WorkflowStep
 from tools.registry import Tool, ToolContext, ToolFailure, ToolResult, registry
 from tools.workflows import run_execution, workflow_submit
@@ -173,27 +172,16 @@ async def test_a_resubmit_returns_the_same_execution(api, kb) -> None:
 
 def test_concurrent_submits_with_one_key_make_one_execution(kb) -> None:
     session = session_create()
-    ids: list[str] = []
-    barrier = threading.Barrier(4)
-
-    def submit() -> None:
-        try:
-            barrier.wait()
-            execution, _ = workflow_submit(
+    ids = at_once(
+        lambda: (
+            workflow_submit(
                 workflow_type="complex_query",
                 session_id=session.id,
                 parameters={"query": "How do I share a folder?"},
                 idempotency_key="same-key",
-            )
-            ids.append(execution.id)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=submit) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+            )[0].id
+        )
+    )
     assert len(ids) == 4 and len(set(ids)) == 1
     assert WorkflowExecution.objects.count() == 1
     assert WorkflowExecution.objects.get().status == "completed"
