@@ -14,7 +14,7 @@ class ChatConfig(AppConfig):
         from chat.store import session_mark_escalated
         from tools.workflows import conversation, workflow_progress
 
-        conversation.transcript = lambda session_id: conversation_text(session_id)
+        conversation.transcript = conversation_text
         conversation.notify = _notify
         conversation.mark_escalated = lambda session_id, ticket_id: session_mark_escalated(
             session_id=session_id, ticket_id=ticket_id
