@@ -7,7 +7,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHES = ["bench.rest_bench", "bench.search_bench", "bench.kb_bench", "bench.ws_bench"]
+BENCHES = [
+    "bench.rest_bench",
+    "bench.search_bench",
+    "bench.kb_bench",
+    "bench.ws_bench",
+    "bench.pii_bench",
+    "bench.content_bench",
+    "bench.guard_bench",
+]
 
 
 def main() -> int:

@@ -12,6 +12,9 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from ninja import Field, Query, Router, Schema
 
+from chat.guards import ratelimit
+from chat.guards.review import report_message
+from chat.guards.validation import unstorable
 from chat.pipeline import (
     TokenDelta,
     ToolStarted,
@@ -42,6 +45,11 @@ class ChatIn(Schema):
     metadata: dict[str, Any] | None = None
 
 
+class ReportIn(Schema):
+    messageId: str | None = Field(None, max_length=40)
+    reason: str = Field("", max_length=1000)
+
+
 class SessionQuery(Schema):
     limit: int = Field(20, ge=1, le=100)
     offset: int = Field(0, ge=0)
@@ -70,7 +78,9 @@ async def create_session(request: HttpRequest) -> JsonResponse:
         payload = SessionCreateIn.model_validate(raw)
     except pydantic.ValidationError as exc:
         raise describe_validation_errors([dict(err) for err in exc.errors()]) from None
-    session = await sync_to_async(session_create)(user_id=payload.userId, metadata=payload.metadata)
+    session = await sync_to_async(session_create)(
+        user_id=payload.userId, metadata=payload.metadata, client_ip=client_ip(request)
+    )
     request.log_session_id = session.id  # type: ignore[attr-defined]
     body = {
         "sessionId": session.id,
@@ -104,6 +114,37 @@ async def delete_session(request: HttpRequest, session_id: str) -> dict[str, Any
         "messageCount": session.message_count,
         "duration": (ms(session.ended_at) or 0) - (ms(session.created_at) or 0),
     }
+
+
+@router.post(
+    "/session/{session_id}/report",
+    response={201: dict},
+    summary="Report an answer to staff (the latest one unless messageId names another)",
+)
+async def report_answer(request: HttpRequest, session_id: str) -> JsonResponse:
+    request.log_session_id = session_id  # type: ignore[attr-defined]
+    # The body is optional (an empty POST reports the latest answer), so it is parsed here.
+    raw = parse_json_object(request.body) if request.body.strip() else {}
+    try:
+        payload = ReportIn.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise describe_validation_errors([dict(err) for err in exc.errors()]) from None
+    problem = unstorable(payload.reason)
+    if problem:
+        raise ApiError("INVALID_FIELD_VALUE", f"reason {problem}.", details={"field": "reason"})
+    ip = client_ip(request)
+    ratelimit.hit(("session_requests", session_id), session_id=session_id, client_ip=ip)
+    item = await sync_to_async(report_message)(
+        session_id=session_id, message_id=payload.messageId, reason=payload.reason, client_ip=ip
+    )
+    body = {
+        "reportId": f"rpt_{item.pk}",
+        "sessionId": item.session_id,
+        "messageId": item.message_id,
+        "status": item.status,
+        "createdAt": ms(item.created_at),
+    }
+    return JsonResponse(body, status=201)
 
 
 @router.post("/chat", response=dict, summary="Send a message; JSON or Server-Sent Events")

@@ -20,6 +20,7 @@ Close codes:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,8 +31,10 @@ from asgiref.sync import sync_to_async
 from channels.auth import get_user
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from chat import events, frames
+from chat.guards import ratelimit
 from chat.lifecycle import watch_expiry
 from chat.sessions import messages_after, session_get
 from chat.turns import registry
@@ -155,7 +158,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         request_id: str | None = None
         try:
-            frame = frames.parse(text_data)
+            frame: dict[str, Any] | None = None
+            bad_frame: ApiError | None = None
+            try:
+                frame = frames.parse(text_data)
+            except ApiError as unreadable:
+                bad_frame = unreadable
+            else:
+                with contextlib.suppress(ApiError):
+                    request_id = frames.request_id_of(frame)
+            if self.session_id and not self.watcher:
+                # Every frame counts, readable or not, before anything is done with it.
+                ratelimit.hit(
+                    ("session_ws_messages", self.session_id),
+                    session_id=self.session_id,
+                    client_ip=_client_ip(self.scope),
+                )
+            if frame is None:
+                assert bad_frame is not None
+                raise bad_frame
             if not self.session_id:
                 raise ApiError("INVALID_SESSION", "This socket has no session.")
             request_id = frames.request_id_of(frame)
@@ -241,6 +262,23 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_frame("resume_complete", {"lastSeq": cursor}, request_id)
 
     async def on_voice_input(self, frame: dict[str, Any], request_id: str | None) -> None:
+        ratelimit.hit(
+            ("session_voice", self.session_id),
+            session_id=self.session_id,
+            client_ip=_client_ip(self.scope),
+        )
+        duration = frames.data_of(frame).get("duration")
+        limit = settings.RATE_LIMIT_VOICE_MAX_SECONDS
+        if (
+            isinstance(duration, int | float)
+            and not isinstance(duration, bool)
+            and not 0 < duration <= limit
+        ):
+            raise ApiError(
+                "INVALID_FIELD_VALUE",
+                f"A voice input lasts at most {limit:g} seconds.",
+                details={"field": "duration", "max": limit},
+            )
         raise ApiError(
             "SERVICE_DEGRADED", "Voice input is not available on this server yet; type instead."
         )

@@ -48,10 +48,13 @@ class ChatSession(models.Model):
     # Turn lease: one turn at a time per session, across processes, on either database.
     turn_token = models.CharField(max_length=32, blank=True, default="")
     turn_lease_until = models.DateTimeField(null=True, blank=True)
+    # A keyed hash of the creating client's IP (never the address): per-IP session limits.
+    client_key = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["-last_activity"]
         indexes = [
+            models.Index(fields=["client_key", "last_activity"], name="chat_session_client_idx"),
             models.Index(fields=["status", "last_activity"], name="chat_session_status_idx"),
             models.Index(fields=["expires_at"], name="chat_session_expiry_idx"),
             models.Index(fields=["user_id"], name="chat_session_user_idx"),
@@ -144,3 +147,91 @@ class SessionArchive(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class ReviewItem(models.Model):
+    """Something a guard flagged, or a user reported, for staff to review (the ops queues).
+
+    Holds no clear PII: ``excerpt`` is the redacted text, PII ``findings`` are kinds, positions
+    and keyed fingerprints. The clear text exists only as ``encrypted_clear`` when
+    ``PII_REVIEW_ENCRYPTION_KEY`` is set, and is deleted at ``purge_after``. ``session_id`` is a
+    plain column (not a key) so an item outlives its session's archiving.
+    """
+
+    class Kind(models.TextChoices):
+        PII = "pii", "PII detection"
+        CONTENT = "content", "Content filter"
+        REPORT = "report", "User report"
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        CONFIRMED = "confirmed"
+        DISMISSED = "dismissed", "Dismissed (false positive)"
+
+    class Action(models.TextChoices):
+        REDACTED = "redacted"
+        FLAGGED = "flagged"
+        BLOCKED = "blocked"
+        REPORTED = "reported"
+
+    class Direction(models.TextChoices):
+        INPUT = "input", "From the user"
+        OUTPUT = "output", "From the model"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    action = models.CharField(max_length=10, choices=Action.choices)
+    direction = models.CharField(max_length=6, choices=Direction.choices, default=Direction.INPUT)
+    session_id = models.CharField(max_length=72, blank=True, default="")
+    message_id = models.CharField(max_length=40, blank=True, default="")
+    request_id = models.CharField(max_length=128, blank=True, default="")
+    client = models.CharField(max_length=64, blank=True, default="")
+    # PII kinds or content categories that fired, sorted.
+    categories = models.JSONField(default=list, blank=True)
+    # PII: [{kind, start, end, fingerprint}]; content: {score, reasons}; report: {}.
+    findings = models.JSONField(default=dict, blank=True)
+    excerpt = models.TextField(blank=True, default="")
+    reason = models.TextField(blank=True, default="")  # a user report's own words (redacted)
+    encrypted_clear = models.BinaryField(null=True, blank=True, editable=False)
+    purge_after = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True, default="")
+    reviewed_by = models.CharField(max_length=150, blank=True, default="")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["kind", "status", "created_at"], name="chat_review_queue_idx"),
+            models.Index(fields=["session_id"], name="chat_review_session_idx"),
+            models.Index(fields=["purge_after"], name="chat_review_purge_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} ({self.status})"
+
+
+class PiiAllowlistEntry(models.Model):
+    """A value or pattern that PII redaction lets through (fed by dismissed detections).
+
+    A value is kept as its keyed fingerprint (``chat.guards.pii.value_fingerprint``), never in
+    clear; a pattern is a regular expression matched against the whole detected value.
+    """
+
+    kind = models.CharField(max_length=8, blank=True, default="")  # "" = any kind
+    fingerprint = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    pattern = models.CharField(max_length=300, blank=True, default="")
+    note = models.TextField(blank=True, default="")
+    source = models.ForeignKey(
+        ReviewItem, null=True, blank=True, on_delete=models.SET_NULL, related_name="allowlisted"
+    )
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "PII allowlist entry"
+        verbose_name_plural = "PII allowlist"
+
+    def __str__(self) -> str:
+        return self.pattern or f"{self.kind or 'any'} value {self.fingerprint[:12]}…"

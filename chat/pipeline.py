@@ -23,10 +23,14 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from chat import events
-from chat.guards import GuardInput, run_guards
+from chat.guards import ContentBlocked, GuardInput, limit_turn, ratelimit, screen_message
+from chat.guards.pii import EMPTY_ALLOWLIST, Allowlist, Redaction, redact_pii
+from chat.guards.reply import WITHHELD_REPLY, ReplyGuard
+from chat.guards.review import Findings, allowlist_for_async, record_block, record_findings
+from chat.guards.security import security_event
 from chat.llm.base import CompletionRequest, Finish, ProviderError, TextDelta, ToolCallRequest
 from chat.llm.chain import get_chain
-from chat.memory import build_context, topic_of
+from chat.memory import build_context, load_prompt, topic_of
 from chat.models import Message
 from chat.sessions import ms, session_get, validate_metadata
 from chat.store import (
@@ -43,7 +47,7 @@ from supportbot import metrics
 from supportbot.db import refresh_kept_connections
 from supportbot.errors import ApiError
 from supportbot.ids import is_session_id, new_message_id
-from tools.registry import ToolContext, ToolNotFound, registry
+from tools.registry import ToolContext, ToolNotFound, ToolOutcome, registry
 
 log = structlog.get_logger("chat.pipeline")
 
@@ -157,9 +161,15 @@ def done_from_message(message: Message, *, replayed: bool = False) -> TurnDone:
 
 
 def _begin(
-    *, session_id: str, content: str, request_id: str | None, metadata: dict[str, Any]
+    *,
+    session_id: str,
+    content: str,
+    request_id: str | None,
+    metadata: dict[str, Any],
+    findings: Findings | None = None,
 ) -> tuple[TurnStarted | TurnReplay | TurnBusy, list[dict[str, Any]] | None]:
-    """Start the turn and, in the same trip to the database thread, read the model's context.
+    """Start the turn and, in the same trip to the database thread, record what the guards
+    found in the message and read the model's context.
 
     A context that cannot be read here is left to ``_think``, which records the failure.
     """
@@ -169,6 +179,11 @@ def _begin(
     )
     if not isinstance(outcome, TurnStarted):
         return outcome, None
+    if findings and not outcome.retried:
+        try:
+            record_findings(session_id=session_id, message_id=outcome.user.id, findings=findings)
+        except Exception:
+            log.exception("findings_not_recorded", session_id=session_id)
     try:
         return outcome, build_context(
             session_id=session_id, current=outcome.user, session=outcome.session
@@ -179,14 +194,23 @@ def _begin(
 
 
 async def _acquire(
-    *, session_id: str, content: str, request_id: str | None, metadata: dict[str, Any]
+    *,
+    session_id: str,
+    content: str,
+    request_id: str | None,
+    metadata: dict[str, Any],
+    findings: Findings | None = None,
 ) -> tuple[TurnStarted | TurnReplay, list[dict[str, Any]] | None]:
     """Wait for this session's lease (another turn may be running), then start the turn."""
     deadline = time.monotonic() + settings.TURN_WAIT_SECONDS
     attempt = 0
     while True:
         outcome, context = await sync_to_async(_begin)(
-            session_id=session_id, content=content, request_id=request_id, metadata=metadata
+            session_id=session_id,
+            content=content,
+            request_id=request_id,
+            metadata=metadata,
+            findings=findings,
         )
         if not isinstance(outcome, TurnBusy):
             return outcome, context
@@ -220,12 +244,21 @@ def _queue_summary(session_id: str) -> None:
         log.warning("summary_not_queued", session_id=session_id, exc_info=True)
 
 
-def _finish(*, session_id: str, token: str, user: Message, answer: AnswerRecord) -> Message:
+def _finish(
+    *,
+    session_id: str,
+    token: str,
+    user: Message,
+    answer: AnswerRecord,
+    findings: Findings | None = None,
+    blocked: Findings | None = None,
+) -> Message:
     # The topic search reads only: done before the write transaction, not inside it.
     topic = topic_of(user.content)
     message, due = finish_turn(
         session_id=session_id, token=token, user=user, answer=answer, topic=topic
     )
+    _record_reply_findings(session_id, message.id, findings, blocked)
     if due:  # finish_turn has committed: the task sees the new messages
         _queue_summary(session_id)
     return message
@@ -249,6 +282,8 @@ async def run_turn(
     or expired since. Otherwise an unknown session is refused before the message is looked at.
     """
     started = time.perf_counter()
+    # Rate limits first: a refused request costs nothing else (not even a session read).
+    limit_turn(session_id=session_id, client_ip=client_ip, transport=transport)
     if session_checked:
         if not is_session_id(session_id):
             raise ApiError("INVALID_SESSION", "The session id is malformed.")
@@ -259,13 +294,30 @@ async def run_turn(
             "INVALID_FIELD_VALUE", "message must be a string.", details={"field": "message"}
         )
     meta = validate_metadata(metadata)
-    verdict = run_guards(GuardInput(content, session_id, client_ip, transport))
-    if not verdict.allowed:
-        assert verdict.error is not None
-        raise verdict.error
+    allowlist = await allowlist_for_async() if settings.PII_REDACTION_ENABLED else EMPTY_ALLOWLIST
+    try:
+        screened = screen_message(
+            GuardInput(content, session_id, client_ip, transport, request_id or ""), allowlist
+        )
+    except ContentBlocked as blocked:
+        # Kept for staff only: never stored in the conversation, never sent to the model.
+        await sync_to_async(record_block)(
+            session_id=session_id,
+            text=blocked.redacted,
+            verdict=blocked.verdict,
+            request_id=request_id or "",
+            client_ip=client_ip,
+        )
+        raise
+    findings = screened.findings
+    assert isinstance(findings, Findings)
 
     start, context = await _acquire(
-        session_id=session_id, content=verdict.text, request_id=request_id, metadata=meta
+        session_id=session_id,
+        content=screened.text,
+        request_id=request_id,
+        metadata=meta,
+        findings=findings,
     )
     yield UserMessageStored(start.user.id, start.user.seq, start.user.request_id)
     if isinstance(start, TurnReplay):
@@ -280,7 +332,7 @@ async def run_turn(
 
     structlog.contextvars.bind_contextvars(session_id=session_id)
     lease = asyncio.ensure_future(_keep_lease(session_id, start.token))
-    thinking = _think(session_id, start, context, started, origin, published)
+    thinking = _think(session_id, start, context, started, origin, published, client_ip, allowlist)
     try:
         # aclosing: a consumer that stops early closes _think at once, which records the turn.
         async with contextlib.aclosing(thinking) as steps:
@@ -301,6 +353,7 @@ class _Answer:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish: Finish | None = None
+    guard: ReplyGuard | None = None
 
     @property
     def text(self) -> str:
@@ -329,11 +382,44 @@ def _assistant_call_message(text: str, calls: list[ToolCallRequest]) -> dict[str
     }
 
 
+def _spend_tokens(session_id: str, client_ip: str, tokens: int) -> None:
+    """Count a model call's real usage against the session's and the client's budgets."""
+    ratelimit.spend("session_tokens", session_id, tokens)
+    ratelimit.spend("ip_tokens", ratelimit.client_label(client_ip), tokens)
+
+
+def _tool_refused(call: ToolCallRequest, error: ApiError) -> ToolOutcome:
+    return ToolOutcome(
+        call_id=call.id,
+        tool=call.name,
+        arguments=call.arguments,
+        status="failed",
+        attempts=0,
+        execution_ms=0,
+        error={"code": error.code, "message": error.message},
+    )
+
+
 async def _rounds(
-    session_id: str, start: TurnStarted, context: list[dict[str, Any]], answer: _Answer
+    session_id: str,
+    start: TurnStarted,
+    context: list[dict[str, Any]],
+    answer: _Answer,
+    client_ip: str = "",
+    allowlist: Allowlist = EMPTY_ALLOWLIST,
 ) -> AsyncGenerator[TokenDelta | ToolStarted]:
     """Ask the model; run the tools it calls and feed the results back, for at most
-    ``TOOL_MAX_ROUNDS`` rounds (the last request offers no tools, so it must answer)."""
+    ``TOOL_MAX_ROUNDS`` rounds (the last request offers no tools, so it must answer).
+
+    The answer streams through a ``ReplyGuard`` (PII redacted, system-prompt leakage stopped);
+    each call's tokens are counted against the budgets as soon as it ends; later rounds and
+    every tool execution take a unit of the global limits.
+    """
+    guard = answer.guard = ReplyGuard(
+        allowlist=allowlist,
+        system_prompt=load_prompt("system"),
+        redact=settings.PII_REDACTION_ENABLED,
+    )
     messages = list(context)
     schemas = registry.schemas()
     tool_ctx = ToolContext(session_id=session_id, request_id=start.user.request_id or start.user.id)
@@ -349,19 +435,30 @@ async def _rounds(
         round_parts: list[str] = []
         round_started = time.perf_counter()
         finish: Finish | None = None
+        if round_number > 0:
+            ratelimit.hit(("global_model_calls", ratelimit.GLOBAL), session_id=session_id)
         async for event in get_chain().stream(request):
             if isinstance(event, TextDelta):
-                answer.parts.append(event.text)
                 round_parts.append(event.text)
-                yield TokenDelta(answer.message_id, event.text)
+                safe = guard.feed(event.text)
+                if safe:
+                    answer.parts.append(safe)
+                    yield TokenDelta(answer.message_id, safe)
             elif isinstance(event, ToolCallRequest):
                 calls.append(event)
             elif isinstance(event, Finish):
                 finish = event
+        tail = guard.end_round()
+        if tail:
+            answer.parts.append(tail)
+            yield TokenDelta(answer.message_id, tail)
         if finish is not None:
             answer.finish = finish
             answer.prompt_tokens += finish.usage.prompt_tokens
             answer.completion_tokens += finish.usage.completion_tokens
+            _spend_tokens(
+                session_id, client_ip, finish.usage.prompt_tokens + finish.usage.completion_tokens
+            )
             answer.cite(finish.citations)
             metrics.record_model_call(
                 provider=finish.provider,
@@ -371,6 +468,10 @@ async def _rounds(
                 prompt_tokens=finish.usage.prompt_tokens,
                 completion_tokens=finish.usage.completion_tokens,
             )
+        if guard.leak is not None:
+            # The answer began to reveal the instructions: withhold it, run none of its calls.
+            answer.parts = [WITHHELD_REPLY]
+            return
         if not calls:
             return
         if not offer_tools:
@@ -387,9 +488,14 @@ async def _rounds(
             except ToolNotFound:
                 progress = "working on it…"
             yield ToolStarted(call.id, call.name, progress)
-            outcome = await registry.execute(
-                call_id=call.id, name=call.name, arguments=call.arguments, ctx=tool_ctx
-            )
+            try:
+                ratelimit.hit(("global_tool_executions", ratelimit.GLOBAL), session_id=session_id)
+            except ApiError as refused:
+                outcome = _tool_refused(call, refused)
+            else:
+                outcome = await registry.execute(
+                    call_id=call.id, name=call.name, arguments=call.arguments, ctx=tool_ctx
+                )
             answer.tool_calls.append(outcome.wire())
             answer.cite(outcome.citations)
             messages.append(
@@ -404,6 +510,8 @@ async def _think(
     started: float,
     origin: str | None,
     published: asyncio.Future[None],
+    client_ip: str = "",
+    allowlist: Allowlist = EMPTY_ALLOWLIST,
 ) -> AsyncGenerator[TurnEvent]:
     """Steps 3 to 6 of a started turn: remember, think (with tools), persist, deliver."""
     answer = _Answer(message_id=new_message_id())
@@ -412,7 +520,8 @@ async def _think(
     try:
         if context is None:
             context = await sync_to_async(build_context)(session_id=session_id, current=start.user)
-        async with contextlib.aclosing(_rounds(session_id, start, context, answer)) as steps:
+        rounds = _rounds(session_id, start, context, answer, client_ip, allowlist)
+        async with contextlib.aclosing(rounds) as steps:
             async for step in steps:
                 yield step
         if answer.finish is None or not answer.text.strip():
@@ -420,6 +529,7 @@ async def _think(
                 "AI_SERVICE_UNAVAILABLE", "The assistant returned an empty answer.", retry_after=5
             )
     except ProviderError as exc:
+        _keep_held_back(answer)
         log.warning(
             "turn_model_failed", kind=exc.kind, provider=exc.provider, partial=bool(answer.parts)
         )
@@ -438,8 +548,11 @@ async def _think(
             else "The assistant is unavailable right now.",
             retry_after=5,
         )
+    except ApiError as exc:  # a global limit refused a later round
+        failure = exc
     except BaseException:
         # The client went away (generator closed, task cancelled) or a bug: keep what we have.
+        _keep_held_back(answer)
         await _record_failure(session_id, start, answer, model_started, "INTERNAL_ERROR", origin)
         raise
 
@@ -464,12 +577,26 @@ async def _think(
         tool_calls=answer.tool_calls,
         citations=answer.citations,
     )
+    findings, blocked = _reply_findings(answer, start, client_ip)
     stored = await sync_to_async(_finish)(
-        session_id=session_id, token=start.token, user=start.user, answer=record
+        session_id=session_id,
+        token=start.token,
+        user=start.user,
+        answer=record,
+        findings=findings,
+        blocked=blocked,
     )
     await published
     await events.publish_messages(session_id, [stored], origin=origin)
     yield done_from_message(stored)
+
+
+def _keep_held_back(answer: _Answer) -> None:
+    """A cut-off answer keeps the (redacted) text the reply guard was still holding back."""
+    if answer.guard is not None and answer.guard.leak is None:
+        tail = answer.guard.end_round()
+        if tail:
+            answer.parts.append(tail)
 
 
 async def _record_failure(
@@ -507,3 +634,71 @@ async def _record_failure(
                 session_id=session_id, token=start.token, user_id=start.user.id, error_code=code
             )
         )
+
+
+def _reply_findings(
+    answer: _Answer, start: TurnStarted, client_ip: str
+) -> tuple[Findings | None, Findings | None]:
+    """What the reply guard found: PII redacted from the answer, and a withheld (leaking) one."""
+    guard = answer.guard
+    if guard is None:
+        return None, None
+    request_id = start.user.request_id or ""
+    findings = None
+    if guard.matches:
+        findings = Findings(
+            direction="output",
+            redaction=guard.redaction(answer.text),
+            original=guard.raw_text,
+            request_id=request_id,
+            client_ip=client_ip,
+        )
+        security_event(
+            "pii_redacted",
+            direction="output",
+            kinds=sorted({m.kind for m in guard.matches}),
+            count=len(guard.matches),
+            session_id=start.user.session_id,
+            client_ip=client_ip,
+            request_id=request_id,
+        )
+    blocked = None
+    if guard.leak is not None:
+        redacted = redact_pii(guard.raw_text, guard.allowlist).text
+        blocked = Findings(
+            direction="output",
+            redaction=Redaction(text=redacted, matches=()),
+            content=guard.leak,
+            request_id=request_id,
+            client_ip=client_ip,
+        )
+        security_event(
+            "reply_blocked",
+            direction="output",
+            categories=list(guard.leak.categories),
+            reasons=list(guard.leak.reasons),
+            session_id=start.user.session_id,
+            client_ip=client_ip,
+            request_id=request_id,
+        )
+    return findings, blocked
+
+
+def _record_reply_findings(
+    session_id: str, message_id: str, findings: Findings | None, blocked: Findings | None
+) -> None:
+    try:
+        if findings:
+            record_findings(session_id=session_id, message_id=message_id, findings=findings)
+        if blocked is not None and blocked.content is not None and blocked.redaction is not None:
+            record_block(
+                session_id=session_id,
+                text=blocked.redaction.text,
+                verdict=blocked.content,
+                direction="output",
+                message_id=message_id,
+                request_id=blocked.request_id,
+                client_ip=blocked.client_ip,
+            )
+    except Exception:
+        log.exception("findings_not_recorded", session_id=session_id)

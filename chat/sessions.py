@@ -8,8 +8,11 @@ from typing import Any
 
 import structlog
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
+from chat.guards import ratelimit
+from chat.guards.ratelimit import ip_fingerprint
 from chat.guards.validation import unstorable
 from chat.models import ChatSession, Message
 from supportbot.db import write_transaction
@@ -41,8 +44,10 @@ def validate_metadata(metadata: Any, *, field: str = "metadata") -> dict[str, An
     return metadata
 
 
-def session_create(*, user_id: str | None = None, metadata: Any = None) -> ChatSession:
-    """Open a new session with a fresh, unguessable id."""
+def session_create(
+    *, user_id: str | None = None, metadata: Any = None, client_ip: str = ""
+) -> ChatSession:
+    """Open a new session with a fresh, unguessable id, within the client's session limits."""
     user_id = user_id or ""
     problem = unstorable(user_id)
     if problem or len(user_id) > 128:
@@ -52,8 +57,47 @@ def session_create(*, user_id: str | None = None, metadata: Any = None) -> ChatS
             details={"field": "userId"},
         )
     metadata = validate_metadata(metadata)
+    client_key = ip_fingerprint(client_ip) if client_ip else ""
     with write_transaction():
-        return ChatSession.objects.create(user_id=user_id, metadata=metadata)
+        if ratelimit.enabled():
+            _check_session_capacity(client_key, client_ip)
+            ratelimit.hit(
+                ("ip_session_creations", ratelimit.client_label(client_ip)), client_ip=client_ip
+            )
+        return ChatSession.objects.create(user_id=user_id, metadata=metadata, client_key=client_key)
+
+
+# pg_advisory_xact_lock key serialising session creation (count, then insert) on PostgreSQL;
+# SQLite's write transactions are serial already.
+_SESSION_CREATE_LOCK = 0x5E55_C0DE
+
+
+def _check_session_capacity(client_key: str, client_ip: str) -> None:
+    """Refuse a new session when the client, or the service, has too many live ones.
+
+    Live: not ended, not expired, and active within ``SESSION_IDLE_MINUTES`` (an idle session
+    frees its slot; ending one frees it at once). Counted inside the creating transaction.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_SESSION_CREATE_LOCK])
+    now = timezone.now()
+    idle = timedelta(minutes=settings.SESSION_IDLE_MINUTES)
+    live = ChatSession.objects.filter(last_activity__gt=now - idle, expires_at__gt=now).exclude(
+        status=ChatSession.Status.ENDED
+    )
+    if client_key:
+        mine = live.filter(client_key=client_key)
+        oldest = mine.order_by("last_activity").values_list("last_activity", flat=True).first()
+        ratelimit.check_capacity(
+            "ip_concurrent_sessions",
+            ratelimit.client_label(client_ip),
+            mine.count() if oldest is not None else 0,
+            oldest_frees_in=(oldest + idle - now).total_seconds() if oldest else 1.0,
+        )
+    ratelimit.check_capacity(
+        "global_active_sessions", ratelimit.GLOBAL, live.count(), oldest_frees_in=60.0
+    )
 
 
 def session_get(*, session_id: Any, allow_ended: bool = True) -> ChatSession:

@@ -39,3 +39,11 @@ def archive_session_task(session_id: str, reason: str) -> str:
     from chat.lifecycle import archive_session
 
     return archive_session(session_id=session_id, reason=reason).key
+
+
+@shared_task(name="chat.purge_pii_clear_text")
+def purge_pii_clear_text_task() -> int:
+    """Delete encrypted clear copies of PII detections past their retention (beat, hourly)."""
+    from chat.guards.review import purge_expired_clear_text
+
+    return purge_expired_clear_text()

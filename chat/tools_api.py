@@ -11,9 +11,12 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, JsonResponse
 from ninja import Field, Router, Schema
 
+from chat.guards import ContentBlocked, GuardInput, ratelimit, redact_text, screen_message
+from chat.guards.review import allowlist_for_async, record_block
 from chat.sessions import session_get
 from supportbot.errors import ApiError, describe_validation_errors
 from supportbot.ids import new_tool_call_id
+from supportbot.middleware import client_ip
 from tools.builtin import CreateTicketArgs
 from tools.models import WorkflowExecution
 from tools.registry import ToolContext, registry
@@ -33,6 +36,7 @@ class TicketIn(Schema):
 @router.post("/tools/ticket", response=dict, summary="Open a ticket, or read one's status")
 async def ticket(request: HttpRequest, payload: TicketIn) -> JsonResponse:
     """Runs the same tools the assistant uses (``create_ticket``, ``fetch_status``)."""
+    _limit(request, payload.sessionId)
     session = await sync_to_async(session_get)(session_id=payload.sessionId)
     request.log_session_id = session.id  # type: ignore[attr-defined]
     if payload.action == "create":
@@ -45,6 +49,12 @@ async def ticket(request: HttpRequest, payload: TicketIn) -> JsonResponse:
         except pydantic.ValidationError as exc:
             errors = [{**err, "loc": ("ticketData", *err["loc"])} for err in exc.errors()]
             raise describe_validation_errors(errors) from None
+        # userEmail is the contact the customer gives on purpose; free text is redacted.
+        allowlist = await allowlist_for_async()
+        for key in ("title", "description"):
+            arguments[key] = redact_text(
+                arguments[key], allowlist, session_id=session.id, field=key
+            )
         name = "create_ticket"
     else:
         if not payload.ticketId:
@@ -96,11 +106,32 @@ class WorkflowIn(Schema):
 @router.post("/workflow/execute", response=dict, summary="Run a workflow (in Celery)")
 async def execute_workflow(request: HttpRequest, payload: WorkflowIn) -> JsonResponse:
     """Stores the execution and queues it; a known idempotency key returns that execution."""
+    _limit(request, payload.parameters.context.sessionId)
     session = await sync_to_async(session_get)(
         session_id=payload.parameters.context.sessionId, allow_ended=False
     )
     request.log_session_id = session.id  # type: ignore[attr-defined]
     parameters = payload.parameters.model_dump(exclude={"context"}, exclude_none=True)
+    if isinstance(parameters.get("query"), str):
+        # The query reaches the model: the same guards as a chat message.
+        item = GuardInput(
+            parameters["query"],
+            session.id,
+            client_ip(request),
+            "rest",
+            getattr(request, "request_id", ""),
+        )
+        try:
+            parameters["query"] = screen_message(item, await allowlist_for_async()).text
+        except ContentBlocked as blocked:
+            await sync_to_async(record_block)(
+                session_id=session.id,
+                text=blocked.redacted,
+                verdict=blocked.verdict,
+                request_id=item.request_id,
+                client_ip=item.client_ip,
+            )
+            raise
     try:
         execution, _ = await sync_to_async(workflow_submit)(
             workflow_type=payload.workflowType,
@@ -121,6 +152,17 @@ async def workflow_status(request: HttpRequest, execution_id: str) -> JsonRespon
     if len(execution_id) > 40 or not execution_id.startswith("wf_exec_"):
         raise ApiError("NOT_FOUND", "No such workflow execution.")
     return JsonResponse(await _wire(execution_id))
+
+
+def _limit(request: HttpRequest, session_id: str) -> None:
+    """A session's request limit covers its tool and workflow calls too."""
+    ip = client_ip(request)
+    ratelimit.hit(
+        ("session_burst", session_id),
+        ("session_requests", session_id),
+        session_id=session_id,
+        client_ip=ip,
+    )
 
 
 async def _wire(execution_id: str) -> dict[str, Any]:

@@ -8,13 +8,14 @@ from django.views.decorators.http import require_POST
 from chat.models import ChatSession
 from chat.sessions import session_create, session_get
 from supportbot.errors import ApiError
+from supportbot.middleware import client_ip
 
 SESSION_COOKIE = "supportbot_session"
 # Matches the inactivity expiry; the server refuses an expired id anyway.
 COOKIE_MAX_AGE = 24 * 60 * 60
 
 
-def page_session(*, cookie_value: str | None) -> ChatSession:
+def page_session(*, cookie_value: str | None, client_ip: str = "") -> ChatSession:
     """The live session named by the cookie, or a new one when it is missing, gone or ended."""
     if cookie_value:
         try:
@@ -23,12 +24,23 @@ def page_session(*, cookie_value: str | None) -> ChatSession:
             pass
         else:
             return session
-    return session_create()
+    return session_create(client_ip=client_ip)
 
 
 def chat_page(request: HttpRequest) -> HttpResponse:
     """The chat page; the session id travels in an HttpOnly cookie and a data- attribute."""
-    session = page_session(cookie_value=request.COOKIES.get(SESSION_COOKIE))
+    try:
+        session = page_session(
+            cookie_value=request.COOKIES.get(SESSION_COOKIE), client_ip=client_ip(request)
+        )
+    except ApiError as refused:
+        # A session limit: say so on a page (this is the one HTML answer to it).
+        response = render(
+            request, "chat/limited.html", {"message": refused.message}, status=refused.status
+        )
+        if refused.retry_after is not None:
+            response["Retry-After"] = str(refused.retry_after)
+        return response
     response = render(request, "chat/index.html", {"session_id": session.pk})
     _set_session_cookie(response, session.pk)
     return response
@@ -37,7 +49,7 @@ def chat_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 def new_conversation(request: HttpRequest) -> JsonResponse:
     """POST /conversation/new: a fresh session, named by the cookie from now on (CSRF-checked)."""
-    session = session_create()
+    session = session_create(client_ip=client_ip(request))
     response = JsonResponse({"sessionId": session.pk}, status=201)
     _set_session_cookie(response, session.pk)
     return response

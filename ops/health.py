@@ -32,6 +32,7 @@ from django.core.files.base import ContentFile
 from django.db import connections
 from django.utils import timezone
 
+from chat.guards import ratelimit
 from chat.llm.chain import get_chain
 from chat.models import ChatSession
 from supportbot import metrics
@@ -323,6 +324,17 @@ def configured_limits() -> dict[str, Any]:
         "maxResponseTokens": settings.LLM_MAX_TOKENS,
         "sessionTtlHours": settings.SESSION_TTL_HOURS,
         "sessionIdleMinutes": settings.SESSION_IDLE_MINUTES,
+        "maxVoiceSeconds": settings.RATE_LIMIT_VOICE_MAX_SECONDS,
+        # An addition: every rate limit by name, {limit, windowSeconds, scope, type}.
+        "rateLimits": {
+            spec.name: {
+                "limit": spec.amount,
+                "windowSeconds": spec.seconds or None,
+                "scope": spec.scope,
+                "type": spec.type,
+            }
+            for spec in ratelimit.configured_limits().values()
+        },
     }
 
 

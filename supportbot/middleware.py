@@ -136,6 +136,36 @@ class RequestContextMiddleware(_AsyncCapable):
         return response
 
 
+class RateLimitMiddleware(_AsyncCapable):
+    """Every API request takes a unit of its client's per-IP limit; every API response carries
+    the ``X-RateLimit-*`` headers of the tightest limit the request touched (API.md)."""
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        from chat.guards import ratelimit
+
+        if not request.path.startswith("/api/") or not ratelimit.enabled():
+            return None
+        request.rate_limit_states = ratelimit.collect_states()  # type: ignore[attr-defined]
+        ip = client_ip(request)
+        try:
+            ratelimit.hit(("ip_api_requests", ratelimit.client_label(ip)), client_ip=ip)
+        except ApiError as refused:
+            return json_error(request, refused)
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        from chat.guards import ratelimit
+
+        states = getattr(request, "rate_limit_states", None)
+        if not states:
+            return response
+        state = ratelimit.tightest(states)
+        if state is not None:
+            for name, value in state.headers().items():
+                response[name] = value
+        return response
+
+
 class ErrorShapeMiddleware(_AsyncCapable):
     """Refuse oversized bodies; give every non-JSON error outside the admin API.md's shape."""
 

@@ -69,6 +69,8 @@ MIDDLEWARE = [
     "supportbot.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
+    # Per-IP API limit and the X-RateLimit-* headers: before any other work of a request.
+    "supportbot.middleware.RateLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -187,6 +189,7 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "expire-sessions": {"task": "chat.expire_sessions", "schedule": 300.0},
     "resume-workflows": {"task": "tools.resume_stale_workflows", "schedule": 60.0},
+    "purge-pii-clear-text": {"task": "chat.purge_pii_clear_text", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celery" / "beat-schedule")
 
@@ -332,6 +335,53 @@ MEMORY_CONTEXT_TOKENS = env_int("MEMORY_CONTEXT_TOKENS", 6000, minimum=256)
 HEALTH_MODEL_CACHE_SECONDS = env_float("HEALTH_MODEL_CACHE_SECONDS", 60.0)
 
 RATE_LIMITS_ENABLED = env_bool("RATE_LIMITS_ENABLED", True)
+# The limits of API.md (chat.guards.ratelimit). Request limits use a moving window; the token
+# budgets a sliding-window counter (two counters per key instead of one entry per token).
+RATE_LIMIT_SESSION_REQUESTS_PER_MINUTE = env_int(
+    "RATE_LIMIT_SESSION_REQUESTS_PER_MINUTE", 30, minimum=1
+)
+RATE_LIMIT_SESSION_BURST = env_int("RATE_LIMIT_SESSION_BURST", 10, minimum=1)
+RATE_LIMIT_SESSION_BURST_SECONDS = env_int("RATE_LIMIT_SESSION_BURST_SECONDS", 10, minimum=1)
+RATE_LIMIT_SESSION_TOKENS_PER_HOUR = env_int(
+    "RATE_LIMIT_SESSION_TOKENS_PER_HOUR", 10_000, minimum=1
+)
+RATE_LIMIT_SESSION_WS_MESSAGES_PER_MINUTE = env_int(
+    "RATE_LIMIT_SESSION_WS_MESSAGES_PER_MINUTE", 60, minimum=1
+)
+RATE_LIMIT_SESSION_VOICE_PER_MINUTE = env_int("RATE_LIMIT_SESSION_VOICE_PER_MINUTE", 20, minimum=1)
+RATE_LIMIT_VOICE_MAX_SECONDS = env_float("RATE_LIMIT_VOICE_MAX_SECONDS", 30.0, minimum=1.0)
+RATE_LIMIT_IP_CONCURRENT_SESSIONS = env_int("RATE_LIMIT_IP_CONCURRENT_SESSIONS", 5, minimum=1)
+RATE_LIMIT_IP_SESSION_CREATIONS_PER_HOUR = env_int(
+    "RATE_LIMIT_IP_SESSION_CREATIONS_PER_HOUR", 10, minimum=1
+)
+RATE_LIMIT_IP_API_REQUESTS_PER_MINUTE = env_int(
+    "RATE_LIMIT_IP_API_REQUESTS_PER_MINUTE", 100, minimum=1
+)
+# An addition to API.md: the token budget also per client IP, so rotating session ids does not
+# multiply it (default: five sessions' worth, the per-IP concurrent-session limit).
+RATE_LIMIT_IP_TOKENS_PER_HOUR = env_int("RATE_LIMIT_IP_TOKENS_PER_HOUR", 50_000, minimum=1)
+RATE_LIMIT_GLOBAL_ACTIVE_SESSIONS = env_int("RATE_LIMIT_GLOBAL_ACTIVE_SESSIONS", 1000, minimum=1)
+RATE_LIMIT_GLOBAL_MODEL_CALLS_PER_MINUTE = env_int(
+    "RATE_LIMIT_GLOBAL_MODEL_CALLS_PER_MINUTE", 10_000, minimum=1
+)
+RATE_LIMIT_GLOBAL_TOOL_EXECUTIONS_PER_MINUTE = env_int(
+    "RATE_LIMIT_GLOBAL_TOOL_EXECUTIONS_PER_MINUTE", 1000, minimum=1
+)
+# Another Redis for the counters than REDIS_URL (unset: REDIS_URL's; neither: memory).
+RATE_LIMIT_STORAGE_URL = env_str("RATE_LIMIT_STORAGE_URL")
+# Redis unreachable: admit (fail open, with a warning and a metric) unless this is true.
+RATE_LIMIT_FAIL_CLOSED = env_bool("RATE_LIMIT_FAIL_CLOSED", False)
+# Client IPs in rate-limit keys, the security log and the admin are shown as keyed hashes.
+HASH_CLIENT_IPS = env_bool("HASH_CLIENT_IPS", False)
+
+# --- guards: PII and content filter -------------------------------------------------------------
+
+# A Fernet key (base64, 32 bytes): when set, the clear text of a PII detection is kept encrypted
+# for staff review and deleted after PII_REVIEW_RETENTION_DAYS; unset, it is never kept.
+PII_REVIEW_ENCRYPTION_KEY = env_str("PII_REVIEW_ENCRYPTION_KEY")
+PII_REVIEW_RETENTION_DAYS = env_float("PII_REVIEW_RETENTION_DAYS", 7.0, minimum=0.0)
+CONTENT_FILTER_ENABLED = env_bool("CONTENT_FILTER_ENABLED", True)
+PII_REDACTION_ENABLED = env_bool("PII_REDACTION_ENABLED", True)
 
 # --- tools -------------------------------------------------------------------------------------
 

@@ -125,3 +125,19 @@ def _close_db_pools(django_db_setup, django_db_blocker):
         if close_pool is not None:
             close_pool()
     connections.close_all()
+
+
+@pytest.fixture(autouse=True)
+def _rate_limits(settings):
+    """Limits on, at a thousand times their defaults so that tests not about them never meet
+    them (tests about them set their own); every test starts with fresh counters."""
+    from chat.guards import ratelimit, review, security
+
+    settings.RATE_LIMITS_ENABLED = True
+    for spec in ratelimit.configured_limits().values():
+        setattr(settings, spec.setting, spec.amount * 1000)
+    ratelimit.reset_backend()
+    security.clear_recent()
+    review.invalidate_allowlist()
+    yield
+    ratelimit.reset_backend()

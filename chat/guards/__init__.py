@@ -1,17 +1,29 @@
-"""The guard stage of a turn: every guard looks at the incoming text and returns a verdict.
+"""The guard stage of a turn: rate limits → input validation → content filter → PII redaction.
 
-Guards run in order (rate limits → content filter → PII redaction in later issues; input
-validation now). A guard may refuse (``Verdict.refuse``) or pass the text on, possibly rewritten
-(redacted); the first refusal stops the stage. The interface is stable: new guards are added to
-``GUARDS`` without touching the pipeline.
+``limit_turn`` runs first, before the session is even read, so a refused request costs nothing
+else. ``screen_message`` then validates the text, asks the content filter for a verdict (a block
+raises ``ContentBlocked``: the message is kept for staff, never stored in the conversation and
+never sent to the model) and redacts PII; what it returns is the only form of the text that is
+stored, logged or sent anywhere, with the findings to record once the message is stored.
+``screen_reply`` is the same for the model's answer (``chat.pipeline`` streams it through a
+``StreamRedactor`` and checks it for system-prompt leakage).
+
+Each guard returns a verdict and records what it flagged (``chat.guards.review``) as a security
+event (``chat.guards.security``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING
+
+from django.conf import settings
 
 from supportbot.errors import ApiError
+
+if TYPE_CHECKING:
+    from chat.guards.content import ContentVerdict
+    from chat.guards.pii import Allowlist
 
 
 @dataclass(frozen=True)
@@ -20,6 +32,7 @@ class GuardInput:
     session_id: str
     client_ip: str = ""
     transport: str = "rest"  # "rest" or "websocket"
+    request_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -40,22 +53,125 @@ class Verdict:
         return cls(allowed=False, text="", error=error)
 
 
-class Guard(Protocol):
-    name: str
+BLOCKED_MESSAGE = (
+    "Sorry, I can't help with that message. If you have a question about your account or "
+    "Nimbus, please rephrase it and I'll be glad to help."
+)
 
-    def check(self, item: GuardInput) -> Verdict: ...
+
+class ContentBlocked(ApiError):
+    """The content filter blocked a message: 400 ``CONTENT_BLOCKED`` with a polite message."""
+
+    def __init__(
+        self, *, redacted: str, verdict: ContentVerdict, categories: tuple[str, ...]
+    ) -> None:
+        super().__init__(
+            "CONTENT_BLOCKED",
+            BLOCKED_MESSAGE,
+            details={"categories": list(categories)},
+        )
+        self.redacted = redacted
+        self.verdict = verdict
 
 
-def run_guards(item: GuardInput) -> Verdict:
-    """Run every guard in order; return the first refusal or the final allowed text."""
+def limit_turn(*, session_id: str, client_ip: str, transport: str) -> None:
+    """The rate limits of one chat turn (raises the refusal). Session ids are not checked here:
+    a malformed one only names a key that fills up, and the session is read right after."""
+    from chat.guards import ratelimit
+
+    if not ratelimit.enabled():
+        return
+    sid = session_id if isinstance(session_id, str) else ""
+    client = ratelimit.client_label(client_ip)
+    # The session's own limits and the budgets in one trip; the global limit only after them,
+    # so a client refused for its own limits spends nothing of everyone's.
+    ratelimit.check(
+        takes=(("session_burst", sid), ("session_requests", sid)),
+        budgets=(("session_tokens", sid), ("ip_tokens", client)),
+        session_id=sid,
+        client_ip=client_ip,
+    )
+    ratelimit.hit(("global_model_calls", ratelimit.GLOBAL), session_id=sid, client_ip=client_ip)
+
+
+@dataclass(frozen=True)
+class Screened:
+    """A message that passed the guards: ``text`` is what may be stored and sent on."""
+
+    text: str
+    findings: object  # chat.guards.review.Findings (imported lazily: it needs the models)
+
+
+def screen_message(item: GuardInput, allowlist: Allowlist) -> Screened:
+    """Validate, filter and redact a user's message; raise ``ApiError`` / ``ContentBlocked``.
+
+    ``allowlist``: ``chat.guards.review.current_allowlist()`` (or its async form).
+    """
+    from chat.guards.content import classify_message
+    from chat.guards.pii import redact_pii
+    from chat.guards.review import Findings
+    from chat.guards.security import security_event
     from chat.guards.validation import InputValidation
 
-    text = item.text
-    flags: list[str] = []
-    for guard in (InputValidation(),):
-        verdict = guard.check(GuardInput(text, item.session_id, item.client_ip, item.transport))
-        if not verdict.allowed:
-            return verdict
-        text = verdict.text
-        flags.extend(verdict.flags)
-    return Verdict.allow(text, *flags)
+    verdict = InputValidation().check(item)
+    if not verdict.allowed:
+        assert verdict.error is not None
+        raise verdict.error
+    text = verdict.text
+    content = classify_message(text) if settings.CONTENT_FILTER_ENABLED else None
+    redaction = redact_pii(text, allowlist) if settings.PII_REDACTION_ENABLED else None
+    redacted = redaction.text if redaction is not None else text
+    context = {
+        "session_id": item.session_id,
+        "client_ip": item.client_ip,
+        "request_id": item.request_id,
+        "transport": item.transport,
+    }
+    if redaction is not None and redaction.matches:
+        security_event(
+            "pii_redacted",
+            direction="input",
+            kinds=list(redaction.kinds),
+            count=len(redaction.matches),
+            **context,
+        )
+    if content is not None and content.action != "allow":
+        security_event(
+            f"content_{'blocked' if content.action == 'block' else 'flagged'}",
+            direction="input",
+            categories=list(content.categories),
+            score=round(content.score, 3),
+            reasons=list(content.reasons),
+            **context,
+        )
+        if content.action == "block":
+            raise ContentBlocked(redacted=redacted, verdict=content, categories=content.categories)
+    findings = Findings(
+        direction="input",
+        redaction=redaction,
+        original=text if redaction is not None and redaction.matches else "",
+        content=content,
+        request_id=item.request_id,
+        client_ip=item.client_ip,
+    )
+    return Screened(redacted, findings)
+
+
+def redact_text(text: str, allowlist: Allowlist, *, session_id: str = "", field: str = "") -> str:
+    """``text`` with PII redacted (free-text fields other than chat messages)."""
+    if not settings.PII_REDACTION_ENABLED:
+        return text
+    from chat.guards.pii import redact_pii
+    from chat.guards.security import security_event
+
+    redaction = redact_pii(text, allowlist)
+    if redaction.matches:
+        security_event(
+            "pii_redacted",
+            direction="input",
+            field=field,
+            kinds=list(redaction.kinds),
+            count=len(redaction.matches),
+            session_id=session_id,
+        )
+    return redaction.text

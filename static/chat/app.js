@@ -183,8 +183,78 @@ function showStored(message, { quiet = false } = {}) {
     toolCalls: message.toolCalls,
     citations: message.metadata && message.metadata.citations,
   });
+  if (message.role === "assistant" && messageId) addReportAction(article, messageId);
   remember(messageId, seq);
   if (message.role === "assistant" && !quiet) announce(message.content);
+}
+
+// "Report this answer": a small inline form under an answer; POST /api/session/{id}/report.
+function addReportAction(article, messageId) {
+  if (article.querySelector(".report")) return;
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "report";
+  button.textContent = "Report this answer";
+  button.addEventListener("click", () => openReportForm(article, messageId, button));
+  article.querySelector(".meta").append(button);
+}
+
+function openReportForm(article, messageId, button) {
+  if (article.querySelector(".report-form")) return;
+  button.hidden = true;
+  const reportForm = document.createElement("form");
+  reportForm.className = "report-form";
+  const fieldId = "report-" + messageId;
+  const label = document.createElement("label");
+  label.htmlFor = fieldId;
+  label.textContent = "What is wrong with this answer? (optional)";
+  const reason = document.createElement("textarea");
+  reason.id = fieldId;
+  reason.rows = 2;
+  reason.maxLength = 1000;
+  const submit = document.createElement("button");
+  submit.type = "submit";
+  submit.textContent = "Send report";
+  const cancel = document.createElement("button");
+  cancel.type = "button";
+  cancel.textContent = "Cancel";
+  const close = () => {
+    reportForm.remove();
+    button.hidden = false;
+    button.focus();
+  };
+  cancel.addEventListener("click", close);
+  reportForm.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") close();
+  });
+  reportForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    submit.disabled = true;
+    let response;
+    try {
+      response = await fetch(`/api/session/${encodeURIComponent(state.sessionId)}/report`, {
+        method: "POST",
+        headers: { Accept: "application/json", "Content-Type": "application/json" },
+        body: JSON.stringify({ messageId, reason: reason.value.trim() }),
+      });
+    } catch {
+      response = null;
+    }
+    if (!response || !response.ok) {
+      submit.disabled = false;
+      showNotice("Could not send the report. Try again in a moment.", "error");
+      return;
+    }
+    const done = document.createElement("p");
+    done.className = "reported";
+    done.setAttribute("role", "status");
+    done.textContent = "Reported. Thank you: our team will review this answer.";
+    reportForm.replaceWith(done);
+    button.remove();
+  });
+  reportForm.append(label, reason, submit, cancel);
+  article.append(reportForm);
+  reason.focus();
 }
 
 function announce(text) {

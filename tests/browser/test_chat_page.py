@@ -370,3 +370,38 @@ def test_a_late_end_answer_does_not_end_the_next_conversation(page: Page, fake_m
     page.wait_for_timeout(500)
     expect(page.locator("#status")).to_have_text("Connected")
     expect(page.locator("#message")).to_be_enabled()
+
+
+def test_an_answer_can_be_reported_to_staff(page: Page, fake_model, app_server) -> None:
+    """ "Report this answer" opens a small form; the report reaches the staff review queue."""
+    import subprocess
+    import sys
+
+    fake_model.script(Reply("The moon is made of cheese."))
+    session_id = open_chat(page)
+    send(page, "Is the moon made of cheese?")
+    assistant = page.locator("article.message.from-assistant")
+    expect(assistant.locator(".body")).to_have_text("The moon is made of cheese.")
+    assistant.get_by_role("button", name="Report this answer").click()
+    reason = assistant.get_by_label("What is wrong with this answer? (optional)")
+    expect(reason).to_be_focused()
+    reason.fill("This is <b>wrong</b>")
+    assistant.get_by_role("button", name="Send report").click()
+    expect(assistant.locator(".reported")).to_have_text(re.compile(r"^Reported\."))
+    expect(assistant.get_by_role("button", name="Report this answer")).to_have_count(0)
+
+    check = (
+        "from chat.models import ReviewItem; "
+        f"item = ReviewItem.objects.get(kind='report', session_id='{session_id}'); "
+        "print(item.reason, '|', item.excerpt)"
+    )
+    out = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", check],
+        cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]),
+        env=app_server.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert out.strip().splitlines()[-1] == "This is <b>wrong</b> | The moon is made of cheese."

@@ -71,3 +71,23 @@ def parse_sse(raw: bytes) -> list[tuple[str, dict]]:
                 data += line[6:]
         events.append((name, json.loads(data)))
     return events
+
+
+async def open_chat_socket(session_id: str):
+    """A connected WebSocket of the session (its connection_established frame read), on a
+    fresh in-memory channel layer."""
+    from channels.layers import channel_layers
+    from channels.testing import WebsocketCommunicator
+
+    from supportbot.asgi import application
+
+    channel_layers.backends.clear()
+    ws = WebsocketCommunicator(
+        application,
+        f"/ws?sessionId={session_id}",
+        headers=[(b"origin", b"http://localhost"), (b"host", b"localhost")],
+    )
+    connected, _ = await ws.connect()
+    assert connected
+    assert (await ws.receive_json_from())["type"] == "connection_established"
+    return ws

@@ -1,0 +1,81 @@
+"""The guard on the model's answer while it streams: PII redaction and system-prompt leakage.
+
+``ReplyGuard.feed`` takes the model's deltas and returns what may be sent on: PII is redacted
+by a ``StreamRedactor`` (which holds back only a trailing run that could still turn out to be
+PII), and the text is checked for system-prompt leakage every ``LEAK_CHECK_CHARS`` characters
+before it leaves. Once a leak is seen nothing more is emitted, and the stored answer becomes
+``WITHHELD_REPLY`` (the page replaces the streamed text with the stored one).
+"""
+
+from __future__ import annotations
+
+from chat.guards.content import ContentVerdict, check_reply
+from chat.guards.pii import Allowlist, PiiMatch, Redaction, StreamRedactor
+
+LEAK_CHECK_CHARS = 160
+WITHHELD_REPLY = (
+    "Sorry, I can't share that. Is there something about your Nimbus account I can help with?"
+)
+
+
+class ReplyGuard:
+    def __init__(self, *, allowlist: Allowlist, system_prompt: str, redact: bool = True) -> None:
+        self.allowlist = allowlist
+        self._system_prompt = system_prompt
+        self._redact = redact
+        self._redactor = StreamRedactor(allowlist)
+        self._raw: list[str] = []  # every round's raw text, for the encrypted review copy
+        self._emitted: list[str] = []
+        self._emitted_chars = 0
+        self._checked_chars = 0
+        self._offset = 0  # raw characters of earlier rounds (match offsets are answer-wide)
+        self.matches: list[PiiMatch] = []
+        self.leak: ContentVerdict | None = None
+
+    @property
+    def raw_text(self) -> str:
+        return "".join(self._raw)
+
+    def feed(self, delta: str) -> str:
+        self._raw.append(delta)
+        if self.leak is not None:
+            return ""
+        safe = self._redactor.feed(delta) if self._redact else delta
+        return self._emit(safe, final=False)
+
+    def end_round(self) -> str:
+        """The held-back tail of this model call; the next call starts a fresh redactor."""
+        tail = self._redactor.finish() if self._redact else ""
+        self._collect()
+        self._redactor = StreamRedactor(self.allowlist)
+        self._offset = len(self.raw_text)
+        if self.leak is not None:
+            return ""
+        return self._emit(tail, final=True)
+
+    def _collect(self) -> None:
+        for match in self._redactor.matches:
+            self.matches.append(
+                PiiMatch(
+                    match.kind, match.start + self._offset, match.end + self._offset, match.value
+                )
+            )
+
+    def _emit(self, text: str, *, final: bool) -> str:
+        if not text and not final:
+            return ""
+        pending = self._emitted_chars + len(text)
+        if final or pending - self._checked_chars >= LEAK_CHECK_CHARS:
+            verdict = check_reply("".join(self._emitted) + text, self._system_prompt)
+            self._checked_chars = pending
+            if verdict.action == "block":
+                self.leak = verdict
+                return ""
+        if text:
+            self._emitted.append(text)
+            self._emitted_chars = pending
+        return text
+
+    def redaction(self, final_text: str) -> Redaction:
+        """The answer's PII findings, for the review queue (positions in the raw answer)."""
+        return Redaction(text=final_text, matches=tuple(self.matches))

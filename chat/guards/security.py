@@ -1,0 +1,107 @@
+"""The security log: every block, redaction and refusal as one structured event.
+
+Each event goes to the ``supportbot.security`` logger (JSON lines, like every log here) with the
+request id, session id and client (its keyed hash when ``HASH_CLIENT_IPS`` is set), is counted
+in the metrics (``security_<kind>``), and is kept in a short list of recent events that the ops
+admin shows (Redis when ``REDIS_URL`` is set, so every process sees the same list; memory
+otherwise). Events never carry clear PII: callers pass kinds, positions and fingerprints.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import threading
+import time
+from typing import Any
+
+import structlog
+from django.conf import settings
+
+from supportbot import metrics
+
+log = structlog.get_logger("supportbot.security")
+
+RECENT_MAX = 500
+_RECENT_KEY = "supportbot:security:recent"
+_recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT_MAX)
+_lock = threading.Lock()
+
+
+def security_event(
+    kind: str,
+    *,
+    session_id: str = "",
+    client_ip: str = "",
+    request_id: str = "",
+    **fields: Any,
+) -> None:
+    """Record one security event (``rate_limited``, ``content_blocked``, ``content_flagged``,
+    ``pii_redacted``, ``reply_blocked``, …)."""
+    from chat.guards.ratelimit import client_label
+
+    context = structlog.contextvars.get_contextvars()
+    event = {
+        "kind": kind,
+        "at": time.time(),
+        "requestId": request_id or context.get("request_id") or "",
+        "sessionId": session_id or context.get("session_id") or "",
+        "client": client_label(client_ip) if client_ip else "",
+        **fields,
+    }
+    log.warning(
+        "security_event",
+        security_kind=kind,
+        **{k: v for k, v in event.items() if k not in ("kind", "at", "requestId", "sessionId")},
+        request_id=event["requestId"],
+        session_id=event["sessionId"],
+    )
+    metrics.incr(f"security_{kind}")
+    _remember(event)
+
+
+def _redis() -> Any:
+    from django_redis import get_redis_connection
+
+    return get_redis_connection("default")
+
+
+def _remember(event: dict[str, Any]) -> None:
+    if settings.REDIS_URL:
+        try:
+            pipe = _redis().pipeline(transaction=False)
+            pipe.lpush(_RECENT_KEY, json.dumps(event, default=str))
+            pipe.ltrim(_RECENT_KEY, 0, RECENT_MAX - 1)
+            pipe.execute()
+            return
+        except Exception:
+            log.warning("security_recent_unavailable", exc_info=True)
+    with _lock:
+        _recent.appendleft(event)
+
+
+def recent_events(kind: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest events first, optionally of one kind."""
+    events: list[dict[str, Any]] = []
+    if settings.REDIS_URL:
+        try:
+            events = [json.loads(raw) for raw in _redis().lrange(_RECENT_KEY, 0, RECENT_MAX - 1)]
+        except Exception:
+            log.warning("security_recent_unavailable", exc_info=True)
+    if not events:
+        with _lock:
+            events = list(_recent)
+    if kind is not None:
+        events = [event for event in events if event.get("kind") == kind]
+    return events[:limit]
+
+
+def clear_recent() -> None:
+    """Forget the recent list (tests)."""
+    with _lock:
+        _recent.clear()
+    if settings.REDIS_URL:
+        try:
+            _redis().delete(_RECENT_KEY)
+        except Exception:
+            log.warning("security_recent_unavailable", exc_info=True)
