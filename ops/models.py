@@ -1,0 +1,83 @@
+"""The review queues of the ops admin: one proxy of ``chat.ReviewItem`` per kind.
+
+Proxies, not tables: the guards record into ``chat.ReviewItem`` and know nothing of ops; the
+proxies only give each queue its own admin page, permissions and open count.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Self, TypeVar
+
+from django.db import models
+
+from chat.models import ReviewItem
+
+_Item = TypeVar("_Item", bound=ReviewItem)
+
+
+class ReviewQueueManager(models.Manager[_Item]):
+    """The items of one kind."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def get_queryset(self) -> models.QuerySet[_Item]:
+        return super().get_queryset().filter(kind=self.kind)
+
+
+class PiiDetection(ReviewItem):
+    """PII the redaction guard replaced, in a user's message or a model's answer."""
+
+    queue_kind: ClassVar[str] = ReviewItem.Kind.PII
+    objects: ClassVar[ReviewQueueManager[Self]] = ReviewQueueManager(ReviewItem.Kind.PII)
+
+    class Meta:
+        proxy = True
+        verbose_name = "PII detection"
+        verbose_name_plural = "PII detections"
+
+
+class ContentFlag(ReviewItem):
+    """A message the content filter flagged or blocked."""
+
+    queue_kind: ClassVar[str] = ReviewItem.Kind.CONTENT
+    objects: ClassVar[ReviewQueueManager[Self]] = ReviewQueueManager(ReviewItem.Kind.CONTENT)
+
+    class Meta:
+        proxy = True
+        verbose_name = "content flag"
+        verbose_name_plural = "content flags"
+
+
+class UserReport(ReviewItem):
+    """An answer a user reported."""
+
+    queue_kind: ClassVar[str] = ReviewItem.Kind.REPORT
+    objects: ClassVar[ReviewQueueManager[Self]] = ReviewQueueManager(ReviewItem.Kind.REPORT)
+
+    class Meta:
+        proxy = True
+        verbose_name = "user report"
+        verbose_name_plural = "user reports"
+
+
+REVIEW_QUEUES: tuple[type[PiiDetection | ContentFlag | UserReport], ...] = (
+    PiiDetection,
+    ContentFlag,
+    UserReport,
+)
+
+
+def open_counts() -> dict[str, int]:
+    """Open items per review queue kind (one grouped query over the queue index)."""
+    rows = (
+        ReviewItem.objects.filter(status=ReviewItem.Status.OPEN)
+        .order_by()
+        .values("kind")
+        .annotate(n=models.Count("pk"))
+    )
+    counts = {model.queue_kind: 0 for model in REVIEW_QUEUES}
+    for row in rows:
+        counts[row["kind"]] = row["n"]
+    return counts

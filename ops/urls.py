@@ -1,0 +1,19 @@
+"""Ops pages inside the admin, mounted at ``admin/`` before ``admin.site.urls``.
+
+Each view is wrapped in ``admin.site.admin_view``: staff only, never cached, CSRF-protected.
+The index here replaces the stock one only to add the review queues' open counts.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import path
+
+from ops import views
+
+app_name = "ops"
+
+urlpatterns = [
+    path("", admin.site.admin_view(views.admin_index), name="admin_index"),
+    path("ops/rate-limits/", admin.site.admin_view(views.rate_limits), name="rate_limits"),
+]
