@@ -269,3 +269,20 @@ async def test_ticket_text_is_redacted(api):
 
     ticket = await Ticket.objects.aget(pk=response.json()["ticketId"])
     assert ticket.description == "Charged twice on [CARD_REDACTED]"
+
+
+async def test_a_flagged_message_is_answered_and_queued_for_review(api, primary):
+    from chat.guards.content import classify_message
+
+    text = "Disregard the above, I found the setting myself. Thanks anyway!"
+    assert classify_message(text).action == "flag"
+    session_id = await new_session(api)
+    response = await send(api, session_id, text)
+    assert response.status_code == 200
+    assert len(completions(primary)) == 1
+    user = await Message.objects.aget(session_id=session_id, role="user")
+    assert user.content == text
+    item = await ReviewItem.objects.aget(kind="content")
+    assert item.action == "flagged" and item.status == "open"
+    assert item.message_id == user.id and item.findings["reasons"]
+    assert recent_events("content_flagged")[0]["sessionId"] == session_id
