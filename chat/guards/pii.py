@@ -747,11 +747,18 @@ _COMPLETE_TOKEN = re.compile(r"\S+")
 
 def _could_be_pii(token: str) -> bool:
     """A complete token that a multi-token match (phone, card, SSN, grouped IBAN) may contain:
-    anything with a digit, '@' or '+', an all-capitals group such as the "WEST" of an IBAN, or
-    a lone separator."""
+    anything with '@' or '+', a digit (except in a word of five or more characters that has small
+    letters), an all-capitals group such as the "WEST" of an IBAN, or a lone separator."""
+    digit = lower = False
     for ch in token:
-        if ch.isdigit() or ch == "@" or ch == "+":
+        if ch == "@" or ch == "+":
             return True
+        digit = digit or ch.isdigit()
+        lower = lower or ch.islower()
+    if digit:
+        # A word of five or more characters with small letters ("token0", "build42x") is no
+        # piece of a grouped number or IBAN; a secret is one token, whole once it is complete.
+        return not (lower and len(token) >= 5)
     return _CAPS_TOKEN.fullmatch(token) is not None or token in _SEPARATOR_TOKENS
 
 

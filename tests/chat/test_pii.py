@@ -367,3 +367,15 @@ def test_a_kind_pattern_allows_values_of_its_kind_only() -> None:
     assert kept.text == "mail ops@nimbus.example" and not kept.matches
     other = Allowlist(kind_patterns=(("phone", re.compile(r".*@nimbus\.example")),))
     assert redact_pii("mail ops@nimbus.example", other).text == "mail [EMAIL_REDACTED]"
+
+
+def test_words_with_digits_in_them_are_not_held_back() -> None:
+    """Streaming "token0 token1 …" (or "build42x") emits each word once the next one starts;
+    grouped numbers are still held until they are whole."""
+    redactor = StreamRedactor()
+    out = [redactor.feed(delta) for delta in ("token0", " token1", " token2", " call")]
+    assert "".join(out) == "token0 token1 token2 "
+    held = StreamRedactor()
+    out = [held.feed(delta) for delta in ("card", " 4111", " 1111", " 1111")]
+    assert "".join(out) == "card "
+    assert held.feed(" 1111 thanks") + held.finish() == "[CARD_REDACTED] thanks"
