@@ -27,6 +27,7 @@ import ipaddress
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import phonenumbers
@@ -659,6 +660,19 @@ def _secrets(
 # --- detection -----------------------------------------------------------------------------------
 
 
+# (digits one match needs, detector), for the kinds made of digits.
+_NUMERIC_DETECTORS: tuple[
+    tuple[int, Callable[[str, int, list[tuple[int, int, int, str]]], None]], ...
+] = (
+    (1, _ipv6s),
+    (2, _ibans),
+    (4, _ipv4s),
+    (7, _phones),
+    (9, _ssns),
+    (13, _cards),
+)
+
+
 def _detect(text: str, *, lo: int = 0, scan_from: int = 0) -> list[tuple[int, int, str]]:
     """Resolved (start, end, kind) spans of ``text`` that start at or after ``lo``.
 
@@ -674,18 +688,9 @@ def _detect(text: str, *, lo: int = 0, scan_from: int = 0) -> list[tuple[int, in
     # (Each threshold is what one match of the kind needs, so that a StreamRedactor checking
     # only the new part of the text sees the same candidates as a check of the whole.)
     digits = sum(text.count(d, lo) for d in "0123456789")
-    if digits >= 1:
-        _ipv6s(text, lo, candidates)
-    if digits >= 2:
-        _ibans(text, lo, candidates)
-    if digits >= 4:
-        _ipv4s(text, lo, candidates)
-    if digits >= 7:
-        _phones(text, lo, candidates)
-    if digits >= 9:
-        _ssns(text, lo, candidates)
-    if digits >= 13:
-        _cards(text, lo, candidates)
+    for needed, detector in _NUMERIC_DETECTORS:
+        if digits >= needed:
+            detector(text, lo, candidates)
     if not candidates:
         return []
     candidates.sort(key=lambda c: (c[0], c[1] - c[2], c[1]))
