@@ -62,6 +62,7 @@ async def ticket(request: HttpRequest, payload: TicketIn) -> JsonResponse:
                 "MISSING_REQUIRED_FIELD", "ticketId is required.", details={"field": "ticketId"}
             )
         name, arguments = "fetch_status", {"ticketId": payload.ticketId}
+    ratelimit.hit(("global_tool_executions", ratelimit.GLOBAL), session_id=session.id)
     outcome = await registry.execute(
         call_id=new_tool_call_id(),
         name=name,

@@ -406,3 +406,17 @@ def test_scripts_forgotten_by_redis_are_loaded_again(settings, redis_url):
     ratelimit.hit(("session_requests", "sess_flush"))
     usage = {(u.spec.name, u.identifier): u.used for u in ratelimit.busiest()}
     assert usage[("session_requests", "sess_flush")] == 2
+
+
+async def test_the_ticket_endpoint_takes_a_global_tool_execution(api, settings, storage):
+    limit(settings, "global_tool_executions", 1)
+    session_id = await new_session(api)
+    body = {"action": "status", "ticketId": "TKT-NOPE0000", "sessionId": session_id}
+    first = await api.post(
+        "/api/tools/ticket", data=json.dumps(body), content_type="application/json"
+    )
+    assert first.status_code == 404
+    second = await api.post(
+        "/api/tools/ticket", data=json.dumps(body), content_type="application/json"
+    )
+    assert_refused(second, "RATE_LIMIT_EXCEEDED", "global", "tool_executions", 1)
