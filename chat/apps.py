@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import logging
-import threading
-
 from django.apps import AppConfig
 
 
@@ -23,17 +20,6 @@ class ChatConfig(AppConfig):
             session_id=session_id, ticket_id=ticket_id
         )
         workflow_progress.connect(_progress_to_sockets, dispatch_uid="chat.workflow_progress")
-        # The content filter's abuse model takes a second to load: off the first message's path.
-        threading.Thread(target=_warm_guards, name="warm-guards", daemon=True).start()
-
-
-def _warm_guards() -> None:
-    from chat.guards.content import warm_up
-
-    try:
-        warm_up()
-    except Exception:  # the first message loads it instead
-        logging.getLogger("chat.guards").warning("content filter warm-up failed", exc_info=True)
 
 
 def _notify(session_id: str, text: str) -> None:

@@ -310,7 +310,6 @@ async def run_turn(
         )
         raise
     findings = screened.findings
-    assert isinstance(findings, Findings)
 
     start, context = await _acquire(
         session_id=session_id,

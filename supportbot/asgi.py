@@ -17,7 +17,12 @@ django_asgi = get_asgi_application()
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from chat.guards.content import warm_up_in_background  # noqa: E402
 from supportbot.routing import websocket_urlpatterns  # noqa: E402  (needs the app registry)
+
+# Only the web server checks messages: its content filter loads while it starts listening
+# (management commands and the Celery worker never pay for the model).
+warm_up_in_background()
 
 
 class BrowserOriginValidator(OriginValidator):

@@ -21,9 +21,10 @@ from django.conf import settings
 
 from supportbot.errors import ApiError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (imported lazily below: review needs the models)
     from chat.guards.content import ContentVerdict
     from chat.guards.pii import Allowlist
+    from chat.guards.review import Findings
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class Screened:
     """A message that passed the guards: ``text`` is what may be stored and sent on."""
 
     text: str
-    findings: object  # chat.guards.review.Findings (imported lazily: it needs the models)
+    findings: Findings
 
 
 def screen_message(item: GuardInput, allowlist: Allowlist) -> Screened:

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import math
 import re
 import threading
@@ -1580,6 +1581,18 @@ def profanity_model() -> _ProfanityModel:
 def warm_up() -> None:
     """Load the profanity model and compile everything now rather than on the first message."""
     classify_message("warm up: is this thing on?")
+
+
+def warm_up_in_background() -> None:
+    """``warm_up`` on a daemon thread (the web server's start: the model takes a second)."""
+
+    def run() -> None:
+        try:
+            warm_up()
+        except Exception:  # the first message loads it instead
+            logging.getLogger(__name__).warning("content filter warm-up failed", exc_info=True)
+
+    threading.Thread(target=run, name="warm-content-filter", daemon=True).start()
 
 
 # Self-censored words ("b*tch", "f**k") read back, for the profanity model only.

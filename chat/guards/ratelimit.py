@@ -31,7 +31,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -509,6 +508,8 @@ def check(
     specs = configured_limits()
     ops = [(specs[name], identifier, True) for name, identifier in takes]
     ops += [(specs[name], identifier, False) for name, identifier in budgets]
+    if not ops:
+        return
     b = backend()
     try:
         with _storage_call(b):
@@ -630,7 +631,3 @@ def reset_key(name: str, identifier: str) -> None:
     b = backend()
     with _storage_call(b):
         b.limiter(spec).clear(spec.item, name, identifier)
-
-
-def session_idle_after() -> timedelta:
-    return timedelta(minutes=settings.SESSION_IDLE_MINUTES)
