@@ -19,7 +19,14 @@ class ChatConfig(AppConfig):
         conversation.mark_escalated = lambda session_id, ticket_id: session_mark_escalated(
             session_id=session_id, ticket_id=ticket_id
         )
+        conversation.admit_tool = _admit_tool
         workflow_progress.connect(_progress_to_sockets, dispatch_uid="chat.workflow_progress")
+
+
+def _admit_tool(session_id: str) -> None:
+    from chat.guards import ratelimit
+
+    ratelimit.hit(("global_tool_executions", ratelimit.GLOBAL), session_id=session_id)
 
 
 def _notify(session_id: str, text: str) -> None:

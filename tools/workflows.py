@@ -96,6 +96,8 @@ class Conversation:
     notify: Callable[[str, str], None] | None = None  # session id, text → stored + delivered
     # session id, ticket id (None: undo) → the session is marked escalated (or not any more)
     mark_escalated: Callable[[str, str | None], None] | None = None
+    # session id → one unit of the global tool-execution limit taken, or ApiError when refused
+    admit_tool: Callable[[str], None] | None = None
 
 
 conversation = Conversation()
@@ -122,7 +124,14 @@ class Step:
 
 def call_tool(ctx: StepContext, name: str, arguments: dict[str, Any]) -> ToolOutcome:
     """Run a tool from a step. The request id is the step's, so a re-run step makes the same
-    call (``create_ticket`` then returns the ticket it opened the first time)."""
+    call (``create_ticket`` then returns the ticket it opened the first time). The call counts
+    against the global tool-execution limit like the assistant's; a refusal is a transient
+    failure of the step, retried after its backoff."""
+    if conversation.admit_tool is not None:
+        try:
+            conversation.admit_tool(ctx.session_id)
+        except ApiError as refused:
+            raise StepFailed(f"{name}: {refused.message}", permanent=False) from refused
     return async_to_sync(registry.execute)(
         call_id=new_tool_call_id(),
         name=name,

@@ -420,3 +420,39 @@ async def test_the_ticket_endpoint_takes_a_global_tool_execution(api, settings, 
         "/api/tools/ticket", data=json.dumps(body), content_type="application/json"
     )
     assert_refused(second, "RATE_LIMIT_EXCEEDED", "global", "tool_executions", 1)
+
+
+def test_workflow_tool_calls_take_global_tool_executions(settings, storage, kb):
+    """A workflow's tool calls count like the assistant's: past the global limit a step is
+    refused, retried after its backoff, and when it stays refused the finished steps are undone."""
+    from chat.sessions import session_create
+    from tools.models import Ticket
+    from tools.workflows import workflow_submit
+
+    settings.WORKFLOW_RETRY_BASE_SECONDS = 0.01
+    settings.WORKFLOW_RETRY_MAX_SECONDS = 0.02
+    limit(settings, "global_tool_executions", 1)
+    session = session_create()
+    execution, _ = workflow_submit(
+        workflow_type="tool_chain",
+        session_id=session.id,
+        parameters={
+            "tools": [
+                {"tool": "create_ticket", "arguments": {"title": "Limited", "description": "x y"}},
+                {"tool": "fetch_status", "arguments": {"ticketId": "$prev.ticketId"}},
+            ]
+        },
+    )
+    execution.refresh_from_db()
+    steps = list(execution.steps.order_by("index"))
+    assert execution.status == "compensated"
+    assert "too many requests" in execution.error.lower()
+    assert [(s.status, s.attempts) for s in steps] == [
+        ("compensated", 1),
+        ("failed", settings.WORKFLOW_STEP_ATTEMPTS),
+    ]
+    assert steps[0].result is not None
+    assert Ticket.objects.get(pk=steps[0].result["ticketId"]).status == "cancelled"
+    refusals = recent_events("rate_limited")
+    assert refusals and refusals[0]["sessionId"] == session.id
+    assert refusals[0]["limit"] == "global_tool_executions"
