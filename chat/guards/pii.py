@@ -176,6 +176,11 @@ def iban_checksum_ok(compact: str) -> bool:
     return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
 
 
+def _standard_groups(groups: list[int]) -> bool:
+    """IBAN groups as printed: fours, the last one of one to four characters."""
+    return all(g == 4 for g in groups[:-1]) and 1 <= groups[-1] <= 4
+
+
 def _ibans(text: str, pos: int, out: list[tuple[int, int, int, str]]) -> None:
     size = len(text)
     for m in _IBAN_START.finditer(text, pos):
@@ -186,24 +191,27 @@ def _ibans(text: str, pos: int, out: list[tuple[int, int, int, str]]) -> None:
         # length, so whatever follows (", thanks", " IN EUR") is never swallowed.
         chars = [m.group(1), m.group(2)]
         count, i, end, spaced = 4, m.end(), m.end(), False
+        groups = [4] if text[m.end() : m.end() + 1] in (" ", "\u00a0") else [0]
         while count < length and i < size:
             ch = text[i]
             if ch.isascii() and ch.isalnum():
                 chars.append(ch)
                 count += 1
+                groups[-1] += 1
                 i += 1
                 end = i
             elif ch in " \u00a0" and i == end and i + 1 < size and text[i + 1].isalnum():
                 spaced = True
+                groups.append(0)
                 i += 1
             else:
                 break
         if count < length or (end < size and text[end].isalnum()):
             continue
         compact = "".join(chars)
-        # Grouped IBANs are written in capitals; a lower-case one is only taken in one piece
-        # (a spaced lower-case run is prose: "de12 and ...").
-        if spaced and not compact.isupper():
+        # Grouped IBANs are written in capitals, or in small letters in the standard groups of
+        # four ("gb82 west 1234 …"); any other spaced lower-case run is prose ("de12 and …").
+        if spaced and not compact.isupper() and not _standard_groups(groups):
             continue
         if iban_checksum_ok(compact.upper()):
             out.append((_RANK["iban"], m.start(), end, "iban"))

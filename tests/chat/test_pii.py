@@ -55,6 +55,7 @@ POSITIVES = [
     ("IBAN: DE89370400440532013000", "iban", "DE89370400440532013000"),
     ("FR14 2004 1010 0505 0001 3M02 606 is mine", "iban", "FR14 2004 1010 0505 0001 3M02 606"),
     ("iban nl91abna0417164300", "iban", "nl91abna0417164300"),
+    ("my iban is gb82 west 1234 5698 7654 32", "iban", "gb82 west 1234 5698 7654 32"),
     ("My IP is 203.0.113.42.", "ip", "203.0.113.42"),
     ("webdav http://192.168.0.50:8080/files", "ip", "192.168.0.50"),
     ("address 2001:db8:85a3::8a2e:370:7334 in the log", "ip", "2001:db8:85a3::8a2e:370:7334"),
@@ -108,6 +109,8 @@ NEGATIVES = [
     "My card 4111 1111 1111 1112 is a fake one.",  # Luhn fails
     "IBAN GB00 WEST 1234 5698 7654 32 was rejected",  # bad check digits
     "DE00370400440532013000 is what the app showed",
+    "gb82 west 1234 5698 7654 33 has a bad check digit",
+    "de12 and then the rest of the words in this sentence follow",
     "version 1.2.3.4 and v1.2.3.4 and the 10.2.3.4-beta build",
     "Running Nimbus Desktop 4.2.0.1 since the update to 5.0.0.12",
     "Sync stuck at 87% since 2026-11-28 14:03:22 UTC, again on 28.11.2026 and 11/28/2026.",
