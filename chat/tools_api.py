@@ -1,9 +1,10 @@
-"""REST transport of the tools that act for a session (API.md): ``POST /api/tools/ticket``,
+"""REST transport of the tools (API.md): ``POST /api/tools/search``, ``POST /api/tools/ticket``,
 ``POST /api/workflow/execute``, ``GET /api/workflow/{executionId}``. Thin: the session is checked
 here (chat owns sessions), the work is done by ``tools``."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import pydantic
@@ -17,6 +18,7 @@ from chat.sessions import session_get
 from supportbot.errors import ApiError, describe_validation_errors
 from supportbot.ids import new_tool_call_id
 from supportbot.middleware import client_ip
+from tools.api import SearchIn, SearchOut, search_answer
 from tools.builtin import CreateTicketArgs
 from tools.models import WorkflowExecution
 from tools.registry import ToolContext, registry
@@ -24,6 +26,21 @@ from tools.tickets import RESOLUTION_HOURS
 from tools.workflows import WorkflowInvalid, execution_wire, workflow_submit
 
 router = Router(tags=["tools"])
+
+REQUIRED_TICKET_FIELDS = ("title", "description", "priority", "category")
+TICKET_ID_RE = re.compile(r"^[Tt][Kk][Tt]-[A-Za-z0-9]{4,16}$")
+
+
+@router.post(
+    "/tools/search", response=SearchOut, by_alias=True, summary="Search the knowledge base"
+)
+async def search(request: HttpRequest, payload: SearchIn) -> dict[str, Any]:
+    """With a ``sessionId`` (optional) the search counts as one of that session's requests."""
+    if payload.session_id is not None:
+        _limit(request, payload.session_id)
+        session = await sync_to_async(session_get)(session_id=payload.session_id)
+        request.log_session_id = session.id  # type: ignore[attr-defined]
+    return await search_answer(payload)
 
 
 class TicketIn(Schema):
@@ -37,13 +54,23 @@ class TicketIn(Schema):
 async def ticket(request: HttpRequest, payload: TicketIn) -> JsonResponse:
     """Runs the same tools the assistant uses (``create_ticket``, ``fetch_status``)."""
     _limit(request, payload.sessionId)
-    session = await sync_to_async(session_get)(session_id=payload.sessionId)
+    # An ended session may still read its tickets, but opens no new ones.
+    session = await sync_to_async(session_get)(
+        session_id=payload.sessionId, allow_ended=payload.action == "status"
+    )
     request.log_session_id = session.id  # type: ignore[attr-defined]
     if payload.action == "create":
         if payload.ticketData is None:
             raise ApiError(
                 "MISSING_REQUIRED_FIELD", "ticketData is required.", details={"field": "ticketData"}
             )
+        for key in REQUIRED_TICKET_FIELDS:  # API.md: only userEmail and metadata are optional
+            if key not in payload.ticketData:
+                raise ApiError(
+                    "MISSING_REQUIRED_FIELD",
+                    f"ticketData.{key} is required.",
+                    details={"field": f"ticketData.{key}"},
+                )
         try:
             arguments = CreateTicketArgs.model_validate(payload.ticketData).model_dump()
         except pydantic.ValidationError as exc:
@@ -60,6 +87,12 @@ async def ticket(request: HttpRequest, payload: TicketIn) -> JsonResponse:
         if not payload.ticketId:
             raise ApiError(
                 "MISSING_REQUIRED_FIELD", "ticketId is required.", details={"field": "ticketId"}
+            )
+        if not TICKET_ID_RE.match(payload.ticketId):
+            raise ApiError(
+                "INVALID_FIELD_VALUE",
+                "ticketId must be a ticket id such as TKT-7QK2M9PX.",
+                details={"field": "ticketId"},
             )
         name, arguments = "fetch_status", {"ticketId": payload.ticketId}
     ratelimit.hit(("global_tool_executions", ratelimit.GLOBAL), session_id=session.id)
@@ -113,7 +146,9 @@ async def execute_workflow(request: HttpRequest, payload: WorkflowIn) -> JsonRes
     )
     request.log_session_id = session.id  # type: ignore[attr-defined]
     parameters = payload.parameters.model_dump(exclude={"context"}, exclude_none=True)
-    if isinstance(parameters.get("query"), str):
+    if isinstance(parameters.get("query"), str) and not parameters["query"].strip():
+        parameters["query"] = ""  # no text: the workflow type says whether it needs one
+    elif isinstance(parameters.get("query"), str):
         # The query reaches the model: the same guards as a chat message.
         item = GuardInput(
             parameters["query"],
@@ -133,6 +168,10 @@ async def execute_workflow(request: HttpRequest, payload: WorkflowIn) -> JsonRes
                 client_ip=item.client_ip,
             )
             raise
+        except ApiError as refused:
+            if refused.details and refused.details.get("field") == "message":
+                refused.details = {**refused.details, "field": "parameters.query"}
+            raise
     try:
         execution, _ = await sync_to_async(workflow_submit)(
             workflow_type=payload.workflowType,
@@ -141,10 +180,8 @@ async def execute_workflow(request: HttpRequest, payload: WorkflowIn) -> JsonRes
             idempotency_key=payload.idempotencyKey,
         )
     except WorkflowInvalid as exc:
-        status = 409 if exc.field == "idempotencyKey" else 400
-        raise ApiError(
-            "INVALID_FIELD_VALUE", exc.message, details={"field": exc.field}, status=status
-        ) from None
+        code = "MISSING_REQUIRED_FIELD" if exc.missing else "INVALID_FIELD_VALUE"
+        raise ApiError(code, exc.message, details={"field": exc.field}) from None
     return JsonResponse(await _wire(execution.id))
 
 

@@ -13,7 +13,6 @@ from chat.tools_api import router as chat_tools_router
 from ops.api import router as ops_router
 from supportbot.errors import ApiError, describe_validation_errors
 from supportbot.middleware import json_error, parse_json_object
-from tools.api import router as tools_router
 
 log = structlog.get_logger("supportbot.api")
 
@@ -26,7 +25,6 @@ api = NinjaAPI(
     openapi_url="/openapi.json",
 )
 api.add_router("", chat_router)
-api.add_router("", tools_router)
 api.add_router("", chat_tools_router)
 api.add_router("", ops_router)
 

@@ -1,4 +1,5 @@
-"""REST transport for the knowledge base (API.md "REST"): ``POST /api/tools/search``. Thin."""
+"""REST schemas and answer of the knowledge-base search (API.md "REST": ``POST /api/tools/search``).
+The route is in ``chat.tools_api``, which checks the optional ``sessionId`` (chat owns sessions)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,13 @@ import time
 from typing import Annotated, Any
 
 from asgiref.sync import sync_to_async
-from django.http import HttpRequest
-from ninja import Field, Router, Schema
+from ninja import Field, Schema
 from ninja.schema import DjangoGetter
 from pydantic import ConfigDict, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 from supportbot.errors import ApiError
 from tools.kb import MAX_RESULTS_LIMIT, search_articles
-
-router = Router(tags=["tools"])
 
 MAX_QUERY_CHARS = 500
 
@@ -104,13 +102,9 @@ def _query_text(value: object) -> str:
     return text
 
 
-@router.post(
-    "/tools/search", response=SearchOut, by_alias=True, summary="Search the knowledge base"
-)
-async def search(request: HttpRequest, payload: SearchIn) -> dict[str, Any]:
+async def search_answer(payload: SearchIn) -> dict[str, Any]:
+    """The answer of ``POST /api/tools/search`` for a parsed body."""
     query = _query_text(payload.query)
-    if payload.session_id:
-        request.log_session_id = payload.session_id  # type: ignore[attr-defined]
     filters = payload.filters
     started = time.perf_counter()
     result = await sync_to_async(search_articles)(

@@ -146,7 +146,7 @@ class TicketUpdate(models.Model):
 
 
 def new_execution_id() -> str:
-    return "wf_exec_" + secrets.token_hex(12)
+    return "wf_exec_" + secrets.token_hex(16)  # 128 bits: the id alone reads the execution
 
 
 class WorkflowExecution(models.Model):

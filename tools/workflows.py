@@ -68,12 +68,14 @@ StepStatus = WorkflowStep.Status
 
 
 class WorkflowInvalid(Exception):
-    """The submit cannot run: unknown type or bad parameters (``message`` says which)."""
+    """The submit cannot run: unknown type or bad parameters (``message`` says which; ``missing``
+    when a required field is absent rather than wrong)."""
 
-    def __init__(self, message: str, *, field: str = "parameters") -> None:
+    def __init__(self, message: str, *, field: str = "parameters", missing: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.missing = missing
 
 
 class StepFailed(Exception):
@@ -177,7 +179,70 @@ def _analyse(ctx: StepContext) -> dict[str, Any]:
     text = _TICKET_RE.sub(" ", query)
     parts = [" ".join(p.split()) for p in _SPLIT_RE.split(text)]
     parts = [p for p in parts if len(p.split()) >= 2][:MAX_PARTS] or [" ".join(text.split())]
+    if tickets:
+        # "What is the status of TKT-…?" is answered by the ticket lookup; only parts that ask
+        # something besides a ticket's state are searched.
+        parts = [p for p in parts if not _only_about_tickets(p)]
     return {"parts": [p for p in parts if p], "tickets": tickets}
+
+
+_TICKET_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "any",
+        "are",
+        "at",
+        "been",
+        "did",
+        "do",
+        "does",
+        "for",
+        "has",
+        "have",
+        "how",
+        "i",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "news",
+        "of",
+        "on",
+        "or",
+        "please",
+        "progress",
+        "s",
+        "state",
+        "status",
+        "the",
+        "there",
+        "this",
+        "ticket",
+        "tickets",
+        "update",
+        "updates",
+        "was",
+        "what",
+        "whats",
+        "where",
+        "with",
+        "you",
+        "your",
+        "check",
+        "tell",
+        "happening",
+        "going",
+    ]
+)
+
+
+def _only_about_tickets(part: str) -> bool:
+    """Whether a part, its ticket ids taken out, asks nothing but a ticket's state."""
+    words = re.findall(r"[a-z]+", part.lower())
+    return all(word in _TICKET_WORDS for word in words)
 
 
 def _search(ctx: StepContext) -> dict[str, Any]:
@@ -386,20 +451,70 @@ def _validated(workflow_type: Any, parameters: Any) -> tuple[Workflow, dict[str,
     try:
         checked = workflow.parameters.model_validate(parameters).model_dump(mode="json")
     except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_url=False)
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'parameters'}: {e['msg']}"
+            f"{'.'.join(str(p) for p in e['loc']) or 'parameters'}: {e['msg']}" for e in errors[:5]
+        )
+        first = ".".join(str(p) for p in errors[0]["loc"])
+        raise WorkflowInvalid(
+            f"Invalid parameters: {problems}",
+            field=f"parameters.{first}" if first else "parameters",
+            missing=errors[0]["type"] == "missing",
+        ) from None
+    if workflow.name == "tool_chain":
+        for index, link in enumerate(checked["tools"]):
+            _check_link(index, link)
+    return workflow, checked
+
+
+def _check_link(index: int, link: dict[str, Any]) -> None:
+    """A chain link is refused at submit when it can be: an unknown tool, a malformed reference
+    or one to a step that will not have run, and arguments without references that the tool's
+    ``Args`` refuse (arguments with references are checked when the step runs)."""
+    field = f"parameters.tools.{index}"
+    try:
+        tool = registry.get(link["tool"])
+    except ToolNotFound:
+        raise WorkflowInvalid(
+            f"Unknown tool {link['tool']!r} in parameters.tools.", field=f"{field}.tool"
+        ) from None
+    references = list(_references(link["arguments"]))
+    for value in references:
+        match = _REF_RE.match(value)
+        if match is None:
+            raise WorkflowInvalid(
+                f"{value!r} is not a reference ($prev.… or $steps.N.…).", field=f"{field}.arguments"
+            )
+        earlier = index - 1 if match.group(1) == "prev" else int(match.group(2))
+        if not 0 <= earlier < index:
+            raise WorkflowInvalid(
+                f"{value!r} refers to a step that runs later or not at all.",
+                field=f"{field}.arguments",
+            )
+    if references:
+        return
+    try:
+        tool.Args.model_validate(link["arguments"])
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
             for e in exc.errors(include_input=False, include_url=False)[:5]
         )
-        raise WorkflowInvalid(f"Invalid parameters: {problems}") from None
-    if workflow.name == "tool_chain":
-        for link in checked["tools"]:
-            try:
-                registry.get(link["tool"])
-            except ToolNotFound:
-                raise WorkflowInvalid(
-                    f"Unknown tool {link['tool']!r} in parameters.tools."
-                ) from None
-    return workflow, checked
+        raise WorkflowInvalid(
+            f"Invalid arguments for {tool.name}: {problems}", field=f"{field}.arguments"
+        ) from None
+
+
+def _references(value: Any) -> Any:
+    """Every ``$…`` string inside a link's arguments."""
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _references(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _references(item)
+    elif isinstance(value, str) and value.startswith("$"):
+        yield value
 
 
 def derived_key(*, session_id: str, workflow_type: str, parameters: dict[str, Any]) -> str:
@@ -429,7 +544,7 @@ def workflow_submit(
     )
     existing = WorkflowExecution.objects.filter(idempotency_key=key).first()
     if existing is not None:
-        return _same_owner(existing, session_id), False
+        return _same_request(existing, session_id, workflow.name, checked), False
     steps = workflow.steps(checked)
     try:
         with write_transaction():
@@ -446,15 +561,25 @@ def workflow_submit(
             transaction.on_commit(lambda: _enqueue(execution.id))
     except IntegrityError:
         # The same key submitted at the same moment: the other submit stored it.
-        return _same_owner(WorkflowExecution.objects.get(idempotency_key=key), session_id), False
+        execution = WorkflowExecution.objects.get(idempotency_key=key)
+        return _same_request(execution, session_id, workflow.name, checked), False
     log.info("workflow.submitted", execution_id=execution.id, workflow=workflow.name)
     return execution, True
 
 
-def _same_owner(execution: WorkflowExecution, session_id: str) -> WorkflowExecution:
+def _same_request(
+    execution: WorkflowExecution, session_id: str, workflow_type: str, parameters: dict[str, Any]
+) -> WorkflowExecution:
+    """The execution a key names, if the submit is the one it was made for: a key reused for
+    another session's or another request's workflow is refused, never answered with the first."""
     if execution.session_id != session_id:
         raise WorkflowInvalid(
             "This idempotencyKey belongs to another session's workflow.", field="idempotencyKey"
+        )
+    if execution.workflow_type != workflow_type or execution.parameters != parameters:
+        raise WorkflowInvalid(
+            "This idempotencyKey was used for a different workflow request; use a new key.",
+            field="idempotencyKey",
         )
     return execution
 
@@ -700,7 +825,6 @@ def execution_wire(execution: WorkflowExecution) -> dict[str, Any]:
         ],
         "result": execution.result,
         "metadata": {
-            "sessionId": execution.session_id,
             "idempotencyKey": execution.idempotency_key,
             "createdAt": ms(execution.created_at),
             "startedAt": ms(execution.started_at),

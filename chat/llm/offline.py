@@ -59,6 +59,12 @@ _HUMAN_RE = re.compile(
     re.IGNORECASE,
 )
 # Words that only describe the request once one is recognised ("the status of my ticket").
+# What a request starts with but a ticket's title should not ("please : my sync is broken").
+_POLITE_START_RE = re.compile(
+    r"^(?:[\W_]*\b(?:please|pls|plz|kindly|hi|hello|hey|can\s+you|could\s+you|would\s+you|"
+    r"i\s+want\s+to|i\s+need\s+to|i\s+would\s+like\s+to|i'?d\s+like\s+to|for(?:\s+(?:me|us))?)\b)+[\W_]*",
+    re.IGNORECASE,
+)
 _REQUEST_WORDS_RE = re.compile(
     r"\b(status|ticket|tickets|case|update|updates|progress|news|human|agent|someone)\b",
     re.IGNORECASE,
@@ -343,6 +349,7 @@ def _ticket_request(question: str, messages: Sequence[dict[str, Any]]) -> dict[s
         detail = earlier[-1]
     description = "\n\n".join([*earlier[-2:], question]) if earlier else question
     first = re.split(r"(?<=[.!?])\s", detail, maxsplit=1)[0]
+    first = _POLITE_START_RE.sub("", first).strip(" :-\u2013\u2014,.") or first
     title = first if len(first) <= 80 else first[:77].rsplit(" ", 1)[0] + "…"
     urgent = _URGENT_RE.search(description)
     return {

@@ -317,10 +317,24 @@ async def test_rest_creates_a_ticket_and_reads_its_status(api, kb) -> None:
             {
                 "action": "create",
                 "sessionId": "SESSION",
-                "ticketData": {"title": "Title", "description": "Desc", "priority": "asap"},
+                "ticketData": {
+                    "title": "Title",
+                    "description": "Desc",
+                    "priority": "asap",
+                    "category": "billing",
+                },
             },
             400,
             "INVALID_FIELD_VALUE",
+        ),
+        (  # API.md marks only userEmail and metadata optional
+            {
+                "action": "create",
+                "sessionId": "SESSION",
+                "ticketData": {"title": "Title", "description": "Desc", "category": "billing"},
+            },
+            400,
+            "MISSING_REQUIRED_FIELD",
         ),
         ({"action": "create", "sessionId": "SESSION", "ticketData": "text"}, 400, None),
         (["not", "an", "object"], 400, "INVALID_REQUEST_FORMAT"),
@@ -337,3 +351,36 @@ async def test_rest_ticket_refuses_bad_input_and_opens_nothing(api, kb, payload,
         assert error["code"] == code
     assert "Traceback" not in response.content.decode()
     assert await Ticket.objects.acount() == 0
+
+
+async def test_rest_ticket_names_a_malformed_ticket_id(api, kb) -> None:
+    session_id = await new_session(api)
+    response = await post_ticket(
+        api, {"action": "status", "sessionId": session_id, "ticketId": "TKT-!!!!"}
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["details"]) == ("INVALID_FIELD_VALUE", {"field": "ticketId"})
+    assert "^" not in error["message"]  # no pattern in the message, an example instead
+
+
+async def test_an_ended_session_reads_its_tickets_but_opens_none(api, kb) -> None:
+    session_id = await new_session(api)
+    data = {"title": "Invoice missing", "description": "Where is it?"}
+    data |= {"priority": "low", "category": "billing"}
+    opened = await post_ticket(
+        api, {"action": "create", "sessionId": session_id, "ticketData": data}
+    )
+    assert opened.status_code == 200
+    assert (await api.delete(f"/api/session/{session_id}")).status_code == 200
+    refused = await post_ticket(
+        api, {"action": "create", "sessionId": session_id, "ticketData": data}
+    )
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "INVALID_SESSION"
+    ticket_id = opened.json()["ticketId"]
+    status = await post_ticket(
+        api, {"action": "status", "sessionId": session_id, "ticketId": ticket_id}
+    )
+    assert status.status_code == 200
+    assert await Ticket.objects.acount() == 1

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from chat.llm.base import CompletionRequest, Finish, Provider, TextDelta, Usage
-from chat.llm.offline import OfflineAssistant, detect_intents, search_text
+from chat.llm.offline import OfflineAssistant, _ticket_request, detect_intents, search_text
 from tools.kb import import_articles
 
 STARTER_KB = Path(__file__).resolve().parents[2] / "tools" / "starter_kb"
@@ -228,3 +228,22 @@ def test_request_phrasing_is_not_searched() -> None:
     assert search_text("What's the status of TKT-1A2B3C?") == "What's the of ?"
     assert search_text("open a ticket: sync fails with NB-1500") == ": sync fails with NB-1500"
     assert search_text("how do I reset my password") == "how do I reset my password"
+
+
+@pytest.mark.parametrize(
+    ("question", "title"),
+    [
+        (
+            "please open a ticket: my sync is broken since yesterday",
+            "My sync is broken since yesterday",
+        ),
+        (
+            "Can you open a ticket for me, the desktop app crashes on start",
+            "The desktop app crashes on start",
+        ),
+        ("open a ticket: Pleasant colours gone in dark mode", "Pleasant colours gone in dark mode"),
+    ],
+)
+def test_a_ticket_title_leaves_the_request_words_out(question: str, title: str) -> None:
+    arguments = _ticket_request(question, [{"role": "user", "content": question}])
+    assert arguments is not None and arguments["title"] == title

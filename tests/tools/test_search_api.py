@@ -69,6 +69,11 @@ def test_default_is_five_results(client: Client, starter_kb: None) -> None:
     assert len(body["results"]) == 5
 
 
+def new_session_id(client: Client) -> str:
+    response = client.post("/api/session", data="{}", content_type="application/json")
+    return str(response.json()["sessionId"])
+
+
 def test_filters_narrow_the_results(client: Client, starter_kb: None) -> None:
     status, body = post(
         client,
@@ -76,7 +81,7 @@ def test_filters_narrow_the_results(client: Client, starter_kb: None) -> None:
             "query": "sync on my computer",
             "maxResults": 20,
             "filters": {"category": "sync", "language": "en", "tags": ["linux", "macos"]},
-            "sessionId": "sess_" + "a" * 32,
+            "sessionId": new_session_id(client),
         },
     )
     assert status == 200
@@ -169,3 +174,29 @@ def test_the_date_filter_over_rest(client: Client, starter_kb: None) -> None:
     assert (status, body["results"], body["totalResults"]) == (200, [], 0)
     status, payload = post(client, {"query": "password", "filters": {"updatedAfter": "soon"}})
     assert status == 400 and payload["error"]["code"] == "INVALID_FIELD_VALUE"
+
+
+@pytest.mark.parametrize(
+    ("session_id", "status", "code"),
+    [
+        ("sess_" + "a" * 32, 404, "SESSION_NOT_FOUND"),
+        ("not-a-session", 400, "INVALID_SESSION"),
+        ("", 400, "INVALID_SESSION"),
+    ],
+)
+def test_a_session_given_must_exist(
+    client: Client, starter_kb: None, session_id: str, status: int, code: str
+) -> None:
+    got, body = post(client, {"query": "password", "sessionId": session_id})
+    assert (got, body["error"]["code"]) == (status, code)
+
+
+def test_a_search_for_a_session_counts_as_its_request(
+    client: Client, starter_kb: None, settings
+) -> None:
+    settings.RATE_LIMIT_SESSION_BURST = 2
+    session_id = new_session_id(client)
+    statuses = [post(client, {"query": "password", "sessionId": session_id})[0] for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    # Without a session id the search is limited per client IP only.
+    assert post(client, {"query": "password"})[0] == 200

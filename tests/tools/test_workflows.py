@@ -159,15 +159,26 @@ async def test_a_resubmit_returns_the_same_execution(api, kb) -> None:
     assert second["executionId"] == first["executionId"]
     keyed = {**payload, "idempotencyKey": "order-42"}
     third = (await execute(api, keyed)).json()
-    changed = {**keyed, "parameters": params(session_id, query="something else")}
-    fourth = (await execute(api, changed)).json()
-    assert third["executionId"] == fourth["executionId"] != first["executionId"]
+    again = (await execute(api, keyed)).json()
+    assert third["executionId"] == again["executionId"] != first["executionId"]
     assert await WorkflowExecution.objects.acount() == 2
+
+    # A key names one request: reused for another one it is refused, never answered with the
+    # first request's execution (an escalation must not silently become a complex_query).
+    for changed in (
+        {**keyed, "parameters": params(session_id, query="something else")},
+        {**keyed, "workflowType": "escalation"},
+    ):
+        refused = await execute(api, changed)
+        assert refused.status_code == 400
+        assert refused.json()["error"]["code"] == "INVALID_FIELD_VALUE"
+        assert refused.json()["error"]["details"] == {"field": "idempotencyKey"}
 
     other = await new_session(api)
     stolen = await execute(api, {**keyed, "parameters": params(other, query="refund")})
-    assert stolen.status_code == 409
+    assert stolen.status_code == 400
     assert stolen.json()["error"]["details"] == {"field": "idempotencyKey"}
+    assert await WorkflowExecution.objects.acount() == 2
 
 
 def test_concurrent_submits_with_one_key_make_one_execution(kb) -> None:
@@ -328,6 +339,17 @@ def test_a_worker_killed_mid_step_is_resumed_without_doing_a_step_twice(kb) -> N
 # --- REST input ----------------------------------------------------------------------------
 
 
+CHAINS: dict[str, list[dict[str, Any]]] = {
+    "PT": [{"tool": "format_disk", "arguments": {}}],  # no such tool
+    "PA": [{"tool": "create_ticket", "arguments": {"title": 1}}],  # arguments the tool refuses
+    "PR": [{"tool": "fetch_status", "arguments": {"ticketId": "$prev.ticketId"}}],  # no step 0
+    "P$": [
+        {"tool": "create_ticket", "arguments": {"title": "Title", "description": "Words"}},
+        {"tool": "fetch_status", "arguments": {"ticketId": "$previous"}},  # not a reference
+    ],
+}
+
+
 @pytest.mark.parametrize(
     ("payload", "status", "code"),
     [
@@ -349,8 +371,11 @@ def test_a_worker_killed_mid_step_is_resumed_without_doing_a_step_twice(kb) -> N
             400,
             "INVALID_FIELD_VALUE",
         ),
-        ({"workflowType": "tool_chain", "parameters": "P"}, 400, "INVALID_FIELD_VALUE"),
+        ({"workflowType": "tool_chain", "parameters": "P"}, 400, "MISSING_REQUIRED_FIELD"),
         ({"workflowType": "tool_chain", "parameters": "PT"}, 400, "INVALID_FIELD_VALUE"),
+        ({"workflowType": "tool_chain", "parameters": "PA"}, 400, "INVALID_FIELD_VALUE"),
+        ({"workflowType": "tool_chain", "parameters": "PR"}, 400, "INVALID_FIELD_VALUE"),
+        ({"workflowType": "tool_chain", "parameters": "P$"}, 400, "INVALID_FIELD_VALUE"),
         ("[]", 400, "INVALID_REQUEST_FORMAT"),
     ],
 )
@@ -362,9 +387,8 @@ async def test_bad_workflow_submits_are_refused_and_store_nothing(api, kb, paylo
             payload = {**payload, "parameters": params(session_id, query="hello there")}
         elif marker == "P+":
             payload = {**payload, "parameters": params(session_id, query="x" * 5000)}
-        elif marker == "PT":
-            tools = [{"tool": "format_disk", "arguments": {}}]
-            payload = {**payload, "parameters": params(session_id, tools=tools)}
+        elif isinstance(marker, str) and marker in CHAINS:
+            payload = {**payload, "parameters": params(session_id, tools=CHAINS[marker])}
         response = await execute(api, payload)
     else:
         response = await api.post(
@@ -374,6 +398,53 @@ async def test_bad_workflow_submits_are_refused_and_store_nothing(api, kb, paylo
     if code:
         assert response.json()["error"]["code"] == code
     assert await WorkflowExecution.objects.acount() == 0
+
+
+async def test_an_execution_does_not_give_away_its_session(api, kb) -> None:
+    """An execution id (128 random bits) reads the execution, not the session behind it."""
+    session_id = await new_session(api)
+    payload = {"workflowType": "complex_query", "parameters": params(session_id, query="refund")}
+    body = (await execute(api, payload)).json()
+    assert len(body["executionId"]) == len("wf_exec_") + 32
+    read = await api.get(f"/api/workflow/{body['executionId']}")
+    assert read.status_code == 200
+    assert session_id not in read.content.decode()
+
+
+async def test_a_missing_query_is_named(api, kb) -> None:
+    session_id = await new_session(api)
+    for parameters, code in (
+        (params(session_id), "MISSING_REQUIRED_FIELD"),
+        (params(session_id, query="   "), "INVALID_FIELD_VALUE"),
+    ):
+        response = await execute(api, {"workflowType": "complex_query", "parameters": parameters})
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert (error["code"], error["details"]["field"]) == (code, "parameters.query")
+
+
+def test_a_ticket_status_question_is_not_searched(kb) -> None:
+    session = session_create()
+    opened = async_to_sync(registry.execute)(
+        call_id="c",
+        name="create_ticket",
+        arguments={"title": "Sync stuck", "description": "Sync stuck since Monday."},
+        ctx=ToolContext(session_id=session.id),
+    )
+    assert opened.result is not None
+    ticket_id = opened.result["ticketId"]
+    execution, _ = workflow_submit(
+        workflow_type="complex_query",
+        session_id=session.id,
+        parameters={"query": f"What is the status of {ticket_id}?"},
+    )
+    execution.refresh_from_db()
+    assert execution.status == "completed"
+    analyse, search = execution.steps.order_by("index")[:2]
+    assert analyse.result == {"parts": [], "tickets": [ticket_id]}
+    assert search.result == {"searches": []}
+    assert execution.result is not None
+    assert execution.result["answer"] == f"Ticket {ticket_id} (Sync stuck) is open."
 
 
 @pytest.mark.parametrize("execution_id", ["wf_exec_000000000000000000000000", "x", "../../etc"])
