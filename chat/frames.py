@@ -25,7 +25,13 @@ def encode(type_: str, data: Any, request_id: Any = None) -> str:
     frame: dict[str, Any] = {"type": type_, "data": data, "timestamp": now_ms()}
     if isinstance(request_id, str):
         frame["requestId"] = request_id
-    return json.dumps(frame, ensure_ascii=False)
+    text = json.dumps(frame, ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:  # a lone surrogate echoed from a client: escape it
+            text = json.dumps(frame)
+    return text
 
 
 def parse(text_data: str | None) -> dict[str, Any]:

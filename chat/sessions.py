@@ -173,6 +173,12 @@ def messages_after(session_id: str, last_seq: int, limit: int) -> list[dict[str,
     return [message_wire(m) for m in rows]
 
 
+def last_stored_seq(session_id: str) -> int:
+    """The seq of the session's newest stored message (0 when there is none)."""
+    last = Message.objects.filter(session_id=session_id).order_by("-seq").values_list("seq").first()
+    return last[0] if last else 0
+
+
 def session_wire(
     session: ChatSession, *, limit: int = 20, offset: int = 0, include_summary: bool = True
 ) -> dict[str, Any]:

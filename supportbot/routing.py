@@ -4,8 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.urls import path
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.urls import path, re_path
 
 from chat.consumers import ChatConsumer
 
-websocket_urlpatterns: list[Any] = [path("ws", ChatConsumer.as_asgi())]
+
+class NoSuchSocket(AsyncWebsocketConsumer):
+    """Any other WebSocket path: the handshake is refused (403), instead of the router's
+    "No route found" error (a 500 and a traceback in the log for every stray client)."""
+
+    async def connect(self) -> None:
+        await self.close()
+
+
+websocket_urlpatterns: list[Any] = [
+    path("ws", ChatConsumer.as_asgi()),
+    re_path(r"", NoSuchSocket.as_asgi()),
+]

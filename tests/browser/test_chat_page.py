@@ -64,6 +64,9 @@ def echo_model(fake_model: FakeOpenAIServer) -> None:
 def test_a_sent_message_gets_an_answer_that_streams_in(page: Page, fake_model) -> None:
     final = "Alpha beta gamma delta epsilon zeta eta theta iota kappa."
     fake_model.script(Reply(final, delay=0.1))
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
     open_chat(page)
     send(page, "How do I reset my password?")
 
@@ -97,6 +100,7 @@ def test_a_sent_message_gets_an_answer_that_streams_in(page: Page, fake_model) -
     expect(user).not_to_have_class(re.compile(r"\bpending\b"))
     expect(assistant).to_have_attribute("data-seq", "2")
     expect(page.locator("#typing")).to_be_hidden()
+    assert problems == []  # no failed load (the icon included), no script error
 
 
 def test_server_restart_mid_conversation_reconnects_resumes_and_loses_nothing(

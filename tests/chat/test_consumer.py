@@ -269,6 +269,10 @@ async def test_turn_survives_the_socket_and_resume_delivers_it(primary, kb) -> N
     assert await frames_until(ws2, "resume_complete") == [
         {"type": "resume_complete", "data": {"lastSeq": 2}, "timestamp": pytest.approx(0, abs=1e13)}
     ]
+    # A client ahead of the server (its seq from a conversation the server no longer has) is
+    # told the real last seq, not its own number back.
+    await ws2.send_json_to({"type": "resume", "data": {"lastSeq": 10**30}})
+    assert (await frames_until(ws2, "resume_complete"))[-1]["data"] == {"lastSeq": 2}
     await ws2.disconnect()
 
 
@@ -542,6 +546,7 @@ BAD_FRAMES = [
     ("{}", "MISSING_REQUIRED_FIELD"),
     ('{"type": 5}', "INVALID_REQUEST_FORMAT"),
     ('{"type": "_private"}', "INVALID_REQUEST_FORMAT"),
+    ('{"type": "\\ud800"}', "INVALID_REQUEST_FORMAT"),
     ('{"type": "session.message"}', "INVALID_REQUEST_FORMAT"),
     ('{"type": "websocket.disconnect"}', "INVALID_REQUEST_FORMAT"),
     ('{"type": "nope"}', "INVALID_REQUEST_FORMAT"),

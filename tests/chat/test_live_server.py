@@ -74,6 +74,33 @@ async def test_a_frame_far_over_the_limit_closes_with_1009(live) -> None:
         assert ws.close_code == 1009
 
 
+async def test_a_lone_surrogate_echoed_back_does_not_break_the_socket(live) -> None:
+    """The unknown type is echoed in the error's details; daphne must be able to encode it."""
+    server, _ = live
+    session_id = server.create_session()
+    async with websockets.connect(
+        f"{server.ws_url}?sessionId={session_id}", origin=websockets.Origin(server.base_url)
+    ) as ws:
+        assert json.loads(await ws.recv())["type"] == "connection_established"
+        await ws.send('{"type": "\\ud800", "data": {}}')
+        error = json.loads(await ws.recv())
+        assert error["data"]["code"] == "INVALID_REQUEST_FORMAT"
+        assert error["data"]["details"]["type"] == "\ud800"
+        await ws.send('{"type": "ping"}')
+        assert json.loads(await ws.recv())["type"] == "pong"
+
+
+@pytest.mark.parametrize("path", ["/ws/", "/ws/x", "/other"])
+async def test_another_socket_path_is_refused_cleanly(live, path: str) -> None:
+    server, _ = live
+    url = f"ws://127.0.0.1:{server.port}{path}"
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with websockets.connect(url, origin=websockets.Origin(server.base_url)):
+            pass
+    assert refused.value.response.status_code == 403
+    assert "No route found" not in server.log_tail(400)
+
+
 async def test_stopping_the_server_mid_answer_stores_the_partial_answer(live) -> None:
     server, model = live
     model.script(Stall("Let me look into that for you right away.", chunks_before=3))
