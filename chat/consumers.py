@@ -36,9 +36,10 @@ from django.conf import settings
 from chat import events, frames
 from chat.guards import ratelimit
 from chat.lifecycle import watch_expiry
-from chat.sessions import messages_after, session_get
+from chat.sessions import last_stored_seq, messages_after, session_get
 from chat.turns import registry
 from supportbot.errors import ApiError, now_ms
+from supportbot.middleware import client_address
 
 log = structlog.get_logger("chat.consumers")
 
@@ -53,8 +54,12 @@ Handler = Callable[["ChatConsumer", dict[str, Any], str | None], Awaitable[None]
 
 
 def _client_ip(scope: dict[str, Any]) -> str:
+    """The client as ``supportbot.middleware.client_ip`` sees it on HTTP (proxies included)."""
     client = scope.get("client") or ("", 0)
-    return str(client[0] or "")
+    forwarded = b", ".join(
+        value for name, value in scope.get("headers") or () if name == b"x-forwarded-for"
+    )
+    return client_address(str(client[0] or ""), forwarded.decode("latin-1"))
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -259,6 +264,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 cursor = batch[-1]["seq"]
             if len(batch) < RESUME_BATCH:
                 break
+        if cursor == last_seq and last_seq > 0:
+            # Nothing after it: report the session's real last seq, never a number the client
+            # made up (a client ahead of the server learns where the conversation really is).
+            cursor = min(last_seq, await sync_to_async(last_stored_seq)(self.session_id))
         await self.send_frame("resume_complete", {"lastSeq": cursor}, request_id)
 
     async def on_voice_input(self, frame: dict[str, Any], request_id: str | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
 from collections.abc import Callable
@@ -43,15 +44,60 @@ _MESSAGE_BY_STATUS = {
 
 def client_ip(request: HttpRequest) -> str:
     """The client address: REMOTE_ADDR, or X-Forwarded-For when the peer is a trusted proxy."""
-    remote = request.META.get("REMOTE_ADDR", "") or ""
-    if remote in settings.TRUSTED_PROXIES:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    return client_address(
+        request.META.get("REMOTE_ADDR", "") or "", request.META.get("HTTP_X_FORWARDED_FOR", "")
+    )
+
+
+def client_address(remote: str, forwarded: str) -> str:
+    """The client of a connection from ``remote`` that carried ``forwarded`` (X-Forwarded-For),
+    in one spelling per client: ports and brackets dropped, an IPv4-mapped IPv6 address as IPv4,
+    and an IPv6 address as its /64 network (one home or host gets a /64 and picks any address
+    in it), so that neither respelling nor rotating addresses makes a new client for the limits.
+    """
+    peer = _address(remote)
+    if peer is None:
+        return remote
+    if _trusted(peer):
         hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-        # Walk from the nearest hop back, skipping our own proxies.
+        # Walk from the nearest hop back, skipping our own proxies; a garbled hop ends the walk
+        # (what lies beyond it cannot be trusted), and the proxy itself is the client.
         for hop in reversed(hops):
-            if hop not in settings.TRUSTED_PROXIES:
-                return hop
-    return remote
+            address = _address(hop)
+            if address is None:
+                break
+            if not _trusted(address):
+                return _client_form(address)
+    return _client_form(peer)
+
+
+def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    text = value.strip()
+    if text.startswith("["):  # "[2001:db8::1]:443"
+        text = text[1 : text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:  # "10.0.0.1:5000"
+        text = text.split(":", 1)[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    for proxy in settings.TRUSTED_PROXIES:
+        known = _address(proxy)
+        if known is not None and known == address:
+            return True
+    return False
+
+
+def _client_form(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    if isinstance(address, ipaddress.IPv6Address) and not address.is_loopback:
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 def json_error(request: HttpRequest, error: ApiError) -> JsonResponse:

@@ -401,6 +401,7 @@ class LimitState:
     identifier: str
     remaining: int
     reset: float  # epoch seconds
+    refused: bool = False  # this limit refused the request: the headers must describe it
 
     def headers(self) -> dict[str, str]:
         return {
@@ -434,6 +435,9 @@ def tightest(states: list[LimitState]) -> LimitState | None:
     """The state to report in the headers: the one with the least room left, proportionally."""
     if not states:
         return None
+    for state in states:
+        if state.refused:
+            return state
     return min(states, key=lambda s: (s.remaining / s.spec.amount, s.remaining))
 
 
@@ -482,10 +486,9 @@ def _storage_down(spec: LimitSpec) -> None:
 def hit(*checks: tuple[str, str], session_id: str = "", client_ip: str = "") -> None:
     """Take one unit of each ``(limit name, identifier)``; raise the first refusal, in order.
 
-    The checks of one call go to the storage together (one round trip on Redis), so when one
-    refuses the others of the same call have still been counted: group only limits that may
-    be spent together (a session's own limits), and call again for the next stage.
-    ``session_id`` and ``client_ip`` only label the security event of a refusal.
+    The checks of one call go to the storage together (a read and a take, one round trip each
+    on Redis); when one refuses, none of them is spent. ``session_id`` and ``client_ip`` only
+    label the security event of a refusal.
     """
     check(takes=checks, session_id=session_id, client_ip=client_ip)
 
@@ -513,13 +516,20 @@ def check(
     b = backend()
     try:
         with _storage_call(b):
-            results = b.trip(ops)
+            # A refused request spends nothing: read every window first, and take units only
+            # when all have room. Each take is still atomic, so requests racing past the reads
+            # never exceed a limit (one of them may then spend a unit of a window it shares).
+            if takes:
+                results = b.trip([(spec, identifier, False) for spec, identifier, _ in ops])
+                if all(admitted for admitted, _ in results):
+                    results = b.trip(ops)
+            else:
+                results = b.trip(ops)
     except StorageDown:
         _storage_down(ops[0][0])
         return
     refused: tuple[LimitSpec, str, float] | None = None
     for (spec, identifier, _), (admitted, stats) in zip(ops, results, strict=True):
-        _note(LimitState(spec, identifier, stats.remaining, stats.reset_time))
         if not admitted and refused is None:
             wait = (
                 _sliding_retry(spec, stats.reset_time)
@@ -527,6 +537,9 @@ def check(
                 else stats.reset_time - time.time()
             )
             refused = (spec, identifier, wait)
+            _note(LimitState(spec, identifier, 0, time.time() + max(1.0, wait), refused=True))
+        else:
+            _note(LimitState(spec, identifier, stats.remaining, stats.reset_time))
     if refused is not None:
         spec, identifier, wait = refused
         raise _refusal(spec, identifier, wait, session_id=session_id, client_ip=client_ip)
@@ -565,8 +578,10 @@ def check_capacity(spec_name: str, identifier: str, in_use: int, *, oldest_frees
         return
     spec = configured_limits()[spec_name]
     remaining = spec.amount - in_use
-    _note(LimitState(spec, identifier, remaining - 1, time.time() + oldest_frees_in))
-    if remaining <= 0:
+    full = remaining <= 0
+    reset = time.time() + (max(1.0, oldest_frees_in) if full else oldest_frees_in)
+    _note(LimitState(spec, identifier, max(0, remaining - 1), reset, refused=full))
+    if full:
         raise _refusal(spec, identifier, oldest_frees_in)
 
 

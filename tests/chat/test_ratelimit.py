@@ -456,3 +456,61 @@ def test_workflow_tool_calls_take_global_tool_executions(settings, storage, kb):
     refusals = recent_events("rate_limited")
     assert refusals and refusals[0]["sessionId"] == session.id
     assert refusals[0]["limit"] == "global_tool_executions"
+
+
+@pytest.mark.parametrize(
+    ("remote", "forwarded", "client"),
+    [
+        ("10.0.0.7", "", "10.0.0.7"),
+        ("10.0.0.7", "203.0.113.9", "10.0.0.7"),  # not a trusted proxy: its header is ignored
+        ("127.0.0.1", "203.0.113.9", "203.0.113.9"),
+        ("127.0.0.1", "203.0.113.9:5123", "203.0.113.9"),
+        ("127.0.0.1", "::ffff:203.0.113.9", "203.0.113.9"),
+        ("127.0.0.1", "[2001:db8::1]:443", "2001:db8::/64"),
+        ("127.0.0.1", "2001:db8:0:0:ffff::2", "2001:db8::/64"),
+        ("127.0.0.1", "198.51.100.1, 203.0.113.9, 127.0.0.1", "203.0.113.9"),
+        ("127.0.0.1", "203.0.113.9, garbage", "127.0.0.1"),  # nothing past a garbled hop
+        ("::ffff:127.0.0.1", "203.0.113.9", "203.0.113.9"),
+    ],
+)
+def test_one_client_has_one_spelling(settings, remote, forwarded, client):
+    from supportbot.middleware import client_address
+
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]
+    assert client_address(remote, forwarded) == client
+
+
+async def test_a_websocket_behind_a_proxy_is_its_client(settings):
+    from chat.consumers import _client_ip
+
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]
+    scope = {"client": ("127.0.0.1", 40000), "headers": [(b"x-forwarded-for", b"203.0.113.9")]}
+    assert _client_ip(scope) == "203.0.113.9"
+
+
+async def test_the_headers_of_a_refusal_describe_the_limit_that_refused(api, settings, storage):
+    # Two creations leave the concurrent limit with no spare room either, and it is read first;
+    # the refusal is the creations limit's, and so must be the headers (and their reset).
+    limit(settings, "ip_concurrent_sessions", 3)
+    limit(settings, "ip_session_creations", 2)
+    for _ in range(2):
+        await new_session(api)
+    refused = await api.post("/api/session", data="{}", content_type="application/json")
+    body = assert_refused(refused, "RATE_LIMIT_EXCEEDED", "ip", "sessions", 2)
+    assert body["error"]["details"]["name"] == "ip_session_creations"
+    reset_in = int(refused["X-RateLimit-Reset"]) - time.time()
+    assert abs(reset_in - body["error"]["retryAfter"]) <= 2
+
+
+async def test_a_refused_request_spends_nothing(api, settings, storage):
+    limit(settings, "session_burst", 2)
+    limit(settings, "session_requests", 5)
+    session_id = await new_session(api)
+    for _ in range(2):
+        assert (await send(api, session_id, "hello")).status_code == 200
+    for _ in range(3):
+        assert_refused(
+            await send(api, session_id, "hello"), "RATE_LIMIT_EXCEEDED", "session", "burst", 2
+        )
+    usage = {(u.spec.name, u.identifier): u.used for u in ratelimit.busiest()}
+    assert usage[("session_requests", session_id)] == 2
