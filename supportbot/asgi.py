@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from channels.routing import ProtocolTypeRouter, URLRouter
@@ -19,6 +20,11 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from chat.guards.content import warm_up_in_background  # noqa: E402
 from supportbot.routing import websocket_urlpatterns  # noqa: E402  (needs the app registry)
+
+if "daphne.server" in sys.modules:  # served by plain `daphne`: close oversized frames with 1009
+    from supportbot.server import use_closing_factory
+
+    use_closing_factory()
 
 # Only the web server checks messages: its content filter loads while it starts listening
 # (management commands and the Celery worker never pay for the model).

@@ -12,7 +12,7 @@ import structlog
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 
 from supportbot import metrics
 from supportbot.errors import ApiError, error_body
@@ -246,6 +246,8 @@ class ErrorShapeMiddleware(_AsyncCapable):
             return json_error(request, exception)
         if isinstance(exception, RequestDataTooBig):
             return json_error(request, _too_large())
+        if isinstance(exception, Http404) and not request.path.startswith(_HTML_PREFIXES):
+            return json_error(request, ApiError("NOT_FOUND", _MESSAGE_BY_STATUS[404]))
         if request.path.startswith(_HTML_PREFIXES):
             return None
         log.exception("unhandled_exception", path=request.path)

@@ -1,6 +1,7 @@
 """daphne with supportbot's WebSocket options: ``python -m supportbot.server [daphne options] app``.
 
-The same command line as ``daphne``. One difference: a protocol error (above all a frame over
+The same command line as ``daphne`` (which gets the same behaviour from ``supportbot.asgi``).
+One difference from daphne's own: a protocol error (above all a frame over
 daphne's 1 MiB message limit) ends the socket with a closing handshake carrying its code (1009
 "message too big") instead of a dropped TCP connection, so the client learns why. Frames over
 64 KiB and up to 1 MiB are read and answered with an ``error`` frame by the consumer.
@@ -8,6 +9,8 @@ daphne's 1 MiB message limit) ends the socket with a closing handshake carrying 
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import daphne.server
@@ -21,9 +24,23 @@ class ClosingWebSocketFactory(WebSocketFactory):
         super().setProtocolOptions(*args, **kwargs)
 
 
-def main() -> None:
-    # daphne.server builds its factory from the name it imported; point that name at ours.
+def use_closing_factory() -> None:
+    """daphne.server builds its factory from the name it imported; point that name at ours.
+    Also called by ``supportbot.asgi`` when plain ``daphne`` loads the application (daphne
+    imports the application before it builds the factory), so both commands behave alike."""
     daphne.server.WebSocketFactory = ClosingWebSocketFactory
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "supportbot.settings")
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        settings.INSTALLED_APPS  # noqa: B018  (reads the environment: a bad value stops here)
+    except ImproperlyConfigured as exc:
+        sys.exit(f"supportbot: {exc}")
+    use_closing_factory()
     CommandLineInterface.entrypoint()
 
 

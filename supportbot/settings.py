@@ -148,7 +148,17 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- cache, channel layer, Celery -------------------------------------------------------------
 
-REDIS_URL = env_str("REDIS_URL")
+
+def _redis_url(name: str, value: str) -> str:
+    """A Redis URL, refused at start-up when it cannot be one (not at the first request)."""
+    if value and not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured(
+            f"{name} must be a Redis URL (redis://, rediss:// or unix://), not {value!r}"
+        )
+    return value
+
+
+REDIS_URL = _redis_url("REDIS_URL", env_str("REDIS_URL"))
 
 if REDIS_URL:
     CACHES = {
@@ -368,7 +378,7 @@ RATE_LIMIT_GLOBAL_TOOL_EXECUTIONS_PER_MINUTE = env_int(
     "RATE_LIMIT_GLOBAL_TOOL_EXECUTIONS_PER_MINUTE", 1000, minimum=1
 )
 # Another Redis for the counters than REDIS_URL (unset: REDIS_URL's; neither: memory).
-RATE_LIMIT_STORAGE_URL = env_str("RATE_LIMIT_STORAGE_URL")
+RATE_LIMIT_STORAGE_URL = _redis_url("RATE_LIMIT_STORAGE_URL", env_str("RATE_LIMIT_STORAGE_URL"))
 # Redis unreachable: admit (fail open, with a warning and a metric) unless this is true.
 RATE_LIMIT_FAIL_CLOSED = env_bool("RATE_LIMIT_FAIL_CLOSED", False)
 # Client IPs in rate-limit keys, the security log and the admin are shown as keyed hashes.

@@ -355,6 +355,8 @@ _backend_lock = threading.Lock()
 def backend() -> _Backend:
     global _backend
     url = settings.RATE_LIMIT_STORAGE_URL or settings.REDIS_URL or ""
+    if url.startswith("unix://"):  # limits' name for a Redis socket
+        url = "redis+" + url
     current = _backend
     if current is None or current.url != url:
         with _backend_lock:

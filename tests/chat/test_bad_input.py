@@ -150,7 +150,7 @@ async def test_get_on_a_post_route_is_405_json(api):
 
 
 async def test_unknown_routes_are_404_json(api):
-    for path in ("/api/nope", "/nope", "/api/session/sess_x/extra"):
+    for path in ("/api/nope", "/nope", "/api/session/sess_x/extra", "/api/"):
         assert_error(await api.get(path), 404, "NOT_FOUND")
 
 

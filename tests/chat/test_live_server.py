@@ -53,8 +53,19 @@ def live(tmp_path_factory) -> Iterator[tuple[LiveServer, FakeOpenAIServer]]:
             server.close()
 
 
-async def test_a_frame_far_over_the_limit_closes_with_1009(live) -> None:
-    server, _ = live
+@pytest.fixture(scope="module")
+def plain_daphne(tmp_path_factory) -> Iterator[LiveServer]:
+    """The server started by plain ``daphne`` (DESIGN.md's second way to start it)."""
+    server = LiveServer(tmp_path_factory.mktemp("plain"), launcher="daphne").prepare()
+    try:
+        yield server.start()
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("launcher", ["supportbot.server", "daphne"])
+async def test_a_frame_far_over_the_limit_closes_with_1009(live, plain_daphne, launcher) -> None:
+    server = live[0] if launcher == "supportbot.server" else plain_daphne
     session_id = server.create_session()
     async with websockets.connect(
         f"{server.ws_url}?sessionId={session_id}",

@@ -37,8 +37,16 @@ def free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, var_dir: Path, *, env: dict[str, str] | None = None, port: int = 0) -> None:
+    def __init__(
+        self,
+        var_dir: Path,
+        *,
+        env: dict[str, str] | None = None,
+        port: int = 0,
+        launcher: str = "supportbot.server",  # or "daphne": the plain command of DESIGN.md
+    ) -> None:
         self.var_dir = var_dir
+        self.launcher = launcher
         self.port = port or free_port()
         self.env = {key: os.environ[key] for key in PASSED_THROUGH if key in os.environ}
         self.env.update(
@@ -86,7 +94,7 @@ class LiveServer:
             [
                 sys.executable,
                 "-m",
-                "supportbot.server",
+                self.launcher,
                 "-b",
                 "127.0.0.1",
                 "-p",

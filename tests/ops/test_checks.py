@@ -183,3 +183,20 @@ def test_embedded_default_in_deploy_mode_is_flagged(tmp_path):
     # The rest are not: no DATABASE_URL (so local archives are right), DEBUG off, named hosts.
     for check_id in ("ops.W001", "ops.W004", "ops.W006", "ops.E001"):
         assert check_id not in output
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("RATE_LIMIT_SESSION_BURST", "abc", "RATE_LIMIT_SESSION_BURST must be an integer"),
+        ("RATE_LIMITS_ENABLED", "maybe", "RATE_LIMITS_ENABLED must be true or false"),
+        ("RATE_LIMIT_STORAGE_URL", "foo://x", "RATE_LIMIT_STORAGE_URL must be a Redis URL"),
+        ("REDIS_URL", "127.0.0.1:6379", "REDIS_URL must be a Redis URL"),
+    ],
+)
+def test_a_bad_setting_stops_start_up_with_one_clear_line(tmp_path, name, value, says):
+    result = _manage_check({name: value}, tmp_path)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"supportbot: {says}"), result.stderr
+    assert "Traceback" not in result.stderr
