@@ -23,7 +23,14 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from chat import events
-from chat.guards import ContentBlocked, GuardInput, limit_turn, ratelimit, screen_message
+from chat.guards import (
+    ContentBlocked,
+    GuardInput,
+    limit_turn,
+    ratelimit,
+    redact_json,
+    screen_message,
+)
 from chat.guards.pii import EMPTY_ALLOWLIST, Allowlist, Redaction, redact_pii
 from chat.guards.reply import WITHHELD_REPLY, ReplyGuard
 from chat.guards.review import Findings, allowlist_for_async, record_block, record_findings
@@ -295,6 +302,7 @@ async def run_turn(
         )
     meta = validate_metadata(metadata)
     allowlist = await allowlist_for_async() if settings.PII_REDACTION_ENABLED else EMPTY_ALLOWLIST
+    meta = redact_json(meta, allowlist, session_id=session_id, field="metadata")
     try:
         screened = screen_message(
             GuardInput(content, session_id, client_ip, transport, request_id or ""), allowlist

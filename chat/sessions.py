@@ -57,6 +57,11 @@ def session_create(
             details={"field": "userId"},
         )
     metadata = validate_metadata(metadata)
+    if metadata:
+        from chat.guards import redact_json
+        from chat.guards.review import current_allowlist
+
+        metadata = redact_json(metadata, current_allowlist(), field="metadata")
     client_key = ip_fingerprint(client_ip) if client_ip else ""
     with write_transaction():
         if ratelimit.enabled():

@@ -12,7 +12,14 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, JsonResponse
 from ninja import Field, Router, Schema
 
-from chat.guards import ContentBlocked, GuardInput, ratelimit, redact_text, screen_message
+from chat.guards import (
+    ContentBlocked,
+    GuardInput,
+    ratelimit,
+    redact_json,
+    redact_text,
+    screen_message,
+)
 from chat.guards.review import allowlist_for_async, record_block
 from chat.sessions import session_get
 from supportbot.errors import ApiError, describe_validation_errors
@@ -81,6 +88,10 @@ async def ticket(request: HttpRequest, payload: TicketIn) -> JsonResponse:
         for key in ("title", "description"):
             arguments[key] = redact_text(
                 arguments[key], allowlist, session_id=session.id, field=key
+            )
+        if arguments.get("metadata"):
+            arguments["metadata"] = redact_json(
+                arguments["metadata"], allowlist, session_id=session.id, field="metadata"
             )
         name = "create_ticket"
     else:

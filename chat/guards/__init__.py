@@ -15,7 +15,7 @@ event (``chat.guards.security``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
@@ -176,3 +176,18 @@ def redact_text(text: str, allowlist: Allowlist, *, session_id: str = "", field:
             session_id=session_id,
         )
     return redaction.text
+
+
+def redact_json(value: Any, allowlist: Allowlist, *, session_id: str = "", field: str = "") -> Any:
+    """``value`` (client metadata: objects, lists, strings, numbers) with PII redacted in every
+    string it holds; keys and other values are kept."""
+    if isinstance(value, str):
+        return redact_text(value, allowlist, session_id=session_id, field=field)
+    if isinstance(value, dict):
+        return {
+            key: redact_json(item, allowlist, session_id=session_id, field=field)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redact_json(item, allowlist, session_id=session_id, field=field) for item in value]
+    return value

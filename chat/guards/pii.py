@@ -265,6 +265,22 @@ def _edge_windows(groups: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
     return windows
 
 
+# A card's security code, named as such ("CVV 123", "cvc: 1234"): redacted like the card.
+_CVV = re.compile(
+    r"(?i)\b(?:cvv2?|cvc2?|csc|security\s+code|card\s+verification\s+(?:code|value))"
+    r"\s*(?:[:#=]|\bis\b)?\s*(\d{3,4})(?![\d\w])"
+)
+
+
+def _cvvs(text: str, pos: int, out: list[tuple[int, int, int, str]]) -> None:
+    lower = text.lower()
+    if not any(cue in lower for cue in ("cv", "csc", "security code", "verification")):
+        return
+    for m in _CVV.finditer(text, max(0, pos - 40)):
+        if m.start(1) >= pos:
+            out.append((_RANK["card"], m.start(1), m.end(1), "card"))
+
+
 def _cards(text: str, pos: int, out: list[tuple[int, int, int, str]]) -> None:
     for m in _CARD_RUN.finditer(text, pos):
         end = m.end()
@@ -316,14 +332,35 @@ def _ssns(text: str, pos: int, out: list[tuple[int, int, int, str]]) -> None:
 
 # --- IP addresses --------------------------------------------------------------------------------
 
-_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\w)")  # not "2.4.1.0.zip"
 _IPV4_VERSION_SUFFIX = re.compile(r"-[A-Za-z]")  # 10.2.3.4-beta is a version
 # Right before a dotted quad: it is a version or a section number, not an address.
 _VERSION_CUE = re.compile(
-    r"(?i)(?:\b(?:version|ver\.?|release|build|firmware|patch|section|chapter|step|v|desktop"
-    r"|app|client|nimbus|update|upgrade|updated|upgraded|downgraded|rolled back)(?:\s+to)?|§)"
+    r"(?i)(?:\b(?:versions?|ver\.?|release|build|firmware|patch|section|chapter|step|v|desktop"
+    r"|app|client|nimbus|update|upgrade|updated|upgraded|downgraded|rolled back|driver|kernel"
+    r"|bios|agent|plugin|extension|sdk|library|package|runtime|engine|windows|macos|ios|android"
+    r"|chrome|firefox|edge|safari)(?:\s+(?:to|from))?|§)"
     r"\s*$"
 )
+# A dotted quad right after another and "to"/"and"/"or"/"-": the same kind as that one
+# ("upgrade from 4.0.0.12 to 4.1.0.3").
+_QUAD_THEN = re.compile(r"((?:\d{1,3}\.){3}\d{1,3})\s*(?:to|and|or|->|\u2192|-|,)\s*$")
+
+
+def _version_before(text: str, start: int, depth: int = 0) -> bool:
+    """Whether the dotted quad at ``start`` reads as a version, by what stands before it."""
+    window_start = max(0, start - 24)
+    window = text[window_start:start]
+    if _VERSION_CUE.search(window):
+        return True
+    previous = _QUAD_THEN.search(window)
+    return (
+        previous is not None
+        and depth < 3
+        and _version_before(text, window_start + previous.start(1), depth + 1)
+    )
+
+
 _IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f:]{2,39}(?:\.\d{1,3}){0,3}")
 
 
@@ -334,7 +371,7 @@ def _ipv4s(text: str, pos: int, out: list[tuple[int, int, int, str]]) -> None:
         start, end = m.span()
         if _IPV4_VERSION_SUFFIX.match(text, end):
             continue
-        if _VERSION_CUE.search(text, max(0, start - 24), start):
+        if _version_before(text, start):
             continue
         try:
             ipaddress.IPv4Address(m.group())
@@ -550,6 +587,9 @@ _STRONG_SECRET = re.compile(
     r"|npm_[A-Za-z0-9]{36}"
     r"|SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"
     r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
+    # Webhook URLs are their own credential: anyone holding one can post.
+    r"|hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]{20,}"
+    r"|discord(?:app)?\.com/api/webhooks/\d+/[A-Za-z0-9_-]{30,}"
     r")(?![\w-])"
 )
 _BEARER = re.compile(
@@ -674,6 +714,7 @@ _NUMERIC_DETECTORS: tuple[
 ] = (
     (1, _ipv6s),
     (2, _ibans),
+    (3, _cvvs),
     (4, _ipv4s),
     (7, _phones),
     (9, _ssns),

@@ -32,6 +32,7 @@ from chat.guards.ratelimit import client_label
 from chat.guards.security import security_event
 from chat.models import ChatSession, Message, PiiAllowlistEntry, ReviewItem
 from supportbot.errors import ApiError
+from tools.kb import published_addresses
 
 log = structlog.get_logger("chat.guards.review")
 
@@ -88,6 +89,9 @@ def _load_allowlist() -> Allowlist:
                 kind_patterns.append((kind, compiled))
             else:
                 patterns.append(compiled)
+    # The addresses the knowledge base publishes are the company's, not a customer's.
+    for address in sorted(published_addresses()):
+        kind_patterns.append(("email", re.compile(re.escape(address), re.IGNORECASE)))
     return Allowlist(
         fingerprints=frozenset(fingerprints),
         patterns=tuple(patterns),

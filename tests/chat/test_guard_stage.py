@@ -106,6 +106,48 @@ async def test_allowlisted_values_pass(api, primary):
     )
 
 
+async def test_pii_in_metadata_is_redacted_before_it_is_stored(api, primary):
+    secret = {"contact": EMAIL, "cards": [f"card {CARD}"], "n": 3, "ok": True}
+    created = await api.post(
+        "/api/session", data=json.dumps({"metadata": secret}), content_type="application/json"
+    )
+    session_id = created.json()["sessionId"]
+    session = await ChatSession.objects.aget(pk=session_id)
+    expected = {
+        "contact": "[EMAIL_REDACTED]",
+        "cards": ["card [CARD_REDACTED]"],
+        "n": 3,
+        "ok": True,
+    }
+    assert session.metadata == expected
+    sent = await api.post(
+        "/api/chat",
+        data=json.dumps({"sessionId": session_id, "message": "hello", "metadata": secret}),
+        content_type="application/json",
+    )
+    assert sent.status_code == 200
+    user = await Message.objects.aget(session_id=session_id, role="user")
+    assert user.metadata == expected
+    stored = json.dumps([session.metadata, user.metadata])
+    assert EMAIL not in stored and CARD not in stored
+
+
+async def test_addresses_the_knowledge_base_publishes_pass(api, primary, kb):
+    """An answer quoting an article still says where to write; a customer's address does not."""
+    primary.script(
+        Reply("Mail from no-reply@nimbus.example is ours; write to DPO@nimbus.example, not x@y.io.")
+    )
+    session_id = await new_session(api)
+    reply = await send(api, session_id, "Is no-reply@nimbus.example you? I'm ann@example.org")
+    assert reply.status_code == 200
+    assert reply.json()["response"] == (
+        "Mail from no-reply@nimbus.example is ours; write to DPO@nimbus.example, "
+        "not [EMAIL_REDACTED]."
+    )
+    user = await Message.objects.aget(session_id=session_id, role="user")
+    assert user.content == "Is no-reply@nimbus.example you? I'm [EMAIL_REDACTED]"
+
+
 async def test_blocked_message_never_reaches_the_model_and_costs_nothing(api, primary):
     session_id = await new_session(api)
     response = await send(api, session_id, f"{ATTACK} My email is {EMAIL}.")
@@ -259,6 +301,7 @@ async def test_ticket_text_is_redacted(api):
                     "priority": "low",
                     "category": "billing",
                     "userEmail": EMAIL,
+                    "metadata": {"crm": {"note": f"paid with {CARD}"}},
                 },
             }
         ),
@@ -269,6 +312,7 @@ async def test_ticket_text_is_redacted(api):
 
     ticket = await Ticket.objects.aget(pk=response.json()["ticketId"])
     assert ticket.description == "Charged twice on [CARD_REDACTED]"
+    assert ticket.metadata == {"crm": {"note": "paid with [CARD_REDACTED]"}}
 
 
 async def test_a_flagged_message_is_answered_and_queued_for_review(api, primary):
