@@ -47,7 +47,7 @@ class ChatIn(Schema):
 
 class ReportIn(Schema):
     messageId: str | None = Field(None, max_length=40)
-    reason: str = Field("", max_length=1000)
+    reason: str | None = Field(None, max_length=1000)  # null is no reason, like a missing one
 
 
 class SessionQuery(Schema):
@@ -129,13 +129,14 @@ async def report_answer(request: HttpRequest, session_id: str) -> JsonResponse:
         payload = ReportIn.model_validate(raw)
     except pydantic.ValidationError as exc:
         raise describe_validation_errors([dict(err) for err in exc.errors()]) from None
-    problem = unstorable(payload.reason)
+    reason = payload.reason or ""
+    problem = unstorable(reason)
     if problem:
         raise ApiError("INVALID_FIELD_VALUE", f"reason {problem}.", details={"field": "reason"})
     ip = client_ip(request)
     ratelimit.hit(("session_requests", session_id), session_id=session_id, client_ip=ip)
     item = await sync_to_async(report_message)(
-        session_id=session_id, message_id=payload.messageId, reason=payload.reason, client_ip=ip
+        session_id=session_id, message_id=payload.messageId, reason=reason, client_ip=ip
     )
     body = {
         "reportId": f"rpt_{item.pk}",

@@ -253,6 +253,19 @@ async def test_report_an_answer(api, primary):
     assert item.excerpt == answer["response"]
 
 
+async def test_a_null_reason_or_message_id_is_no_value(api, primary):
+    session_id = await new_session(api)
+    answer = (await send(api, session_id, "hello")).json()
+    response = await api.post(
+        f"/api/session/{session_id}/report",
+        data=json.dumps({"reason": None, "messageId": None}),
+        content_type="application/json",
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["messageId"] == answer["messageId"]
+    assert (await ReviewItem.objects.aget(kind="report")).reason == ""
+
+
 @pytest.mark.parametrize(
     ("path_id", "body", "status", "code"),
     [
