@@ -3,20 +3,15 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "supportbot.settings")
-    from django.conf import settings
-    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
-    try:
-        settings.INSTALLED_APPS  # noqa: B018  (reads the environment: a bad value stops here)
-    except ImproperlyConfigured as exc:
-        sys.exit(f"supportbot: {exc}")
+    from supportbot.env import load_settings_or_exit
+
+    load_settings_or_exit()
     execute_from_command_line(sys.argv)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -62,3 +63,14 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if not raw:
         return list(default or [])
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def load_settings_or_exit() -> None:
+    """Read the settings now: a bad value stops the command with one line, not a traceback."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "supportbot.settings")
+    from django.conf import settings
+
+    try:
+        settings.INSTALLED_APPS  # noqa: B018  (reads the environment)
+    except ImproperlyConfigured as exc:
+        sys.exit(f"supportbot: {exc}")

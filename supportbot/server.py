@@ -9,13 +9,13 @@ daphne's 1 MiB message limit) ends the socket with a closing handshake carrying 
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
 import daphne.server
 from daphne.cli import CommandLineInterface
 from daphne.ws_protocol import WebSocketFactory
+
+from supportbot.env import load_settings_or_exit
 
 
 class ClosingWebSocketFactory(WebSocketFactory):
@@ -32,14 +32,7 @@ def use_closing_factory() -> None:
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "supportbot.settings")
-    from django.conf import settings
-    from django.core.exceptions import ImproperlyConfigured
-
-    try:
-        settings.INSTALLED_APPS  # noqa: B018  (reads the environment: a bad value stops here)
-    except ImproperlyConfigured as exc:
-        sys.exit(f"supportbot: {exc}")
+    load_settings_or_exit()
     use_closing_factory()
     CommandLineInterface.entrypoint()
 
