@@ -84,15 +84,18 @@ def limit_turn(*, session_id: str, client_ip: str, transport: str) -> None:
         return
     sid = session_id if isinstance(session_id, str) else ""
     client = ratelimit.client_label(client_ip)
-    # The session's own limits and the budgets in one trip; the global limit only after them,
-    # so a client refused for its own limits spends nothing of everyone's.
+    # One check: a refusal of any of them spends none of them (a client refused for its own
+    # limits spends nothing of everyone's, and a refusal for everyone's nothing of its own).
     ratelimit.check(
-        takes=(("session_burst", sid), ("session_requests", sid)),
+        takes=(
+            ("session_burst", sid),
+            ("session_requests", sid),
+            ("global_model_calls", ratelimit.GLOBAL),
+        ),
         budgets=(("session_tokens", sid), ("ip_tokens", client)),
         session_id=sid,
         client_ip=client_ip,
     )
-    ratelimit.hit(("global_model_calls", ratelimit.GLOBAL), session_id=sid, client_ip=client_ip)
 
 
 @dataclass(frozen=True)

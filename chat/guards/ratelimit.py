@@ -36,6 +36,8 @@ from typing import Any
 
 import structlog
 from django.conf import settings
+from django.dispatch import receiver
+from django.test.signals import setting_changed
 from limits import RateLimitItem, RateLimitItemPerSecond, WindowStats
 from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import (
@@ -84,8 +86,26 @@ def _item(amount: int, seconds: int) -> RateLimitItem:
     return RateLimitItemPerSecond(amount, seconds, namespace="SB")
 
 
+_configured: dict[str, LimitSpec] | None = None
+
+
 def configured_limits() -> dict[str, LimitSpec]:
-    """The limits as the settings define them now (read each call: tests change settings)."""
+    """The limits as the settings define them (built once; again after a RATE_LIMIT_ setting
+    changes through Django's ``setting_changed``, as tests and ``override_settings`` do)."""
+    global _configured
+    if _configured is None:
+        _configured = _build_limits()
+    return _configured
+
+
+@receiver(setting_changed)
+def _forget_limits(*, setting: str, **kwargs: Any) -> None:
+    global _configured
+    if setting.startswith("RATE_LIMIT"):
+        _configured = None
+
+
+def _build_limits() -> dict[str, LimitSpec]:
     s = settings
     specs = [
         LimitSpec(
@@ -260,7 +280,7 @@ class _Backend:
         take stays atomic. In memory, or if limits' internals are not what this expects, the
         ops run one by one through limits' public API.
         """
-        if not self._pipelinable():
+        if not self.pipelinable():
             return [self._one(spec, identifier, take) for spec, identifier, take in ops]
         storage: Any = self.storage
         now = time.time()
@@ -300,6 +320,19 @@ class _Backend:
             results.append((acquired if take else stats.remaining > 0, stats))
         return results
 
+    def refund(self, taken: list[tuple[LimitSpec, str]]) -> bool:
+        """Give back one unit of each moving window in ``taken`` (a request refused by another
+        of its limits), in one round trip. Only on Redis through limits' keys; False when that
+        is not possible (then callers read before they take)."""
+        if not self.pipelinable():
+            return False
+        storage: Any = self.storage
+        pipe = storage.get_connection().pipeline(transaction=False)
+        for spec, identifier in taken:
+            pipe.lpop(storage.prefixed_key(spec.item.key_for(spec.name, identifier)))
+        pipe.execute()
+        return True
+
     def _one(self, spec: LimitSpec, identifier: str, take: bool) -> tuple[bool, WindowStats]:
         limiter = self.limiter(spec)
         item = spec.item
@@ -313,7 +346,7 @@ class _Backend:
         names = ("lua_acquire_moving_window", "lua_moving_window", "lua_sliding_window")
         return [getattr(self.storage, name, None) for name in names]
 
-    def _pipelinable(self) -> bool:
+    def pipelinable(self) -> bool:
         if self._fast is None:
             self._fast = (
                 all(
@@ -367,8 +400,10 @@ def backend() -> _Backend:
 
 
 def reset_backend() -> None:
-    """Forget every counter (tests; a memory backend is rebuilt empty)."""
-    global _backend
+    """Forget every counter (tests; a memory backend is rebuilt empty), and the limits as built
+    from the settings (a bench may set them directly)."""
+    global _backend, _configured
+    _configured = None
     with _backend_lock:
         if _backend is not None:
             with contextlib.suppress(Exception):
@@ -518,15 +553,27 @@ def check(
     b = backend()
     try:
         with _storage_call(b):
-            # A refused request spends nothing: read every window first, and take units only
-            # when all have room. Each take is still atomic, so requests racing past the reads
-            # never exceed a limit (one of them may then spend a unit of a window it shares).
-            if takes:
+            # A refused request spends nothing. On Redis every unit is taken in one trip and,
+            # when one of them is refused, the others are given back in a second (rare) trip;
+            # in memory every window is read first and units are taken only when all have
+            # room. Each take is atomic, so concurrent requests never exceed a limit. (One take
+            # alone needs neither: refused, it is not recorded.)
+            if len(takes) > 1 and not b.pipelinable():
                 results = b.trip([(spec, identifier, False) for spec, identifier, _ in ops])
                 if all(admitted for admitted, _ in results):
                     results = b.trip(ops)
             else:
                 results = b.trip(ops)
+                if len(takes) > 1 and not all(admitted for admitted, _ in results):
+                    b.refund(
+                        [
+                            (spec, identifier)
+                            for (spec, identifier, take), (admitted, _) in zip(
+                                ops, results, strict=True
+                            )
+                            if take and admitted and spec.counter != "sliding"
+                        ]
+                    )
     except StorageDown:
         _storage_down(ops[0][0])
         return

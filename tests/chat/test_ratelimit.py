@@ -378,7 +378,7 @@ def test_one_round_trip_path_agrees_with_limits_own_reading(settings, storage):
     limit(settings, "session_requests", 5)
     limit(settings, "session_tokens", 100)
     b = ratelimit.backend()
-    assert b._pipelinable() == (storage == "redis")
+    assert b.pipelinable() == (storage == "redis")
     specs = ratelimit.configured_limits()
     moving, sliding = specs["session_requests"], specs["session_tokens"]
     ratelimit.spend("session_tokens", "sess_trip", 30)
