@@ -24,12 +24,11 @@ from django.conf import settings
 
 from chat import events
 from chat.guards import (
-    ContentBlocked,
     GuardInput,
     limit_turn,
     ratelimit,
     redact_json,
-    screen_message,
+    screen_and_keep_blocked,
 )
 from chat.guards.pii import EMPTY_ALLOWLIST, Allowlist, Redaction, redact_pii
 from chat.guards.reply import WITHHELD_REPLY, ReplyGuard
@@ -303,20 +302,9 @@ async def run_turn(
     meta = validate_metadata(metadata)
     allowlist = await allowlist_for_async() if settings.PII_REDACTION_ENABLED else EMPTY_ALLOWLIST
     meta = redact_json(meta, allowlist, session_id=session_id, field="metadata")
-    try:
-        screened = screen_message(
-            GuardInput(content, session_id, client_ip, transport, request_id or ""), allowlist
-        )
-    except ContentBlocked as blocked:
-        # Kept for staff only: never stored in the conversation, never sent to the model.
-        await sync_to_async(record_block)(
-            session_id=session_id,
-            text=blocked.redacted,
-            verdict=blocked.verdict,
-            request_id=request_id or "",
-            client_ip=client_ip,
-        )
-        raise
+    screened = await screen_and_keep_blocked(
+        GuardInput(content, session_id, client_ip, transport, request_id or ""), allowlist
+    )
     findings = screened.findings
 
     start, context = await _acquire(

@@ -13,14 +13,13 @@ from django.http import HttpRequest, JsonResponse
 from ninja import Field, Router, Schema
 
 from chat.guards import (
-    ContentBlocked,
     GuardInput,
     ratelimit,
     redact_json,
     redact_text,
-    screen_message,
+    screen_and_keep_blocked,
 )
-from chat.guards.review import allowlist_for_async, record_block
+from chat.guards.review import allowlist_for_async
 from chat.sessions import session_get
 from supportbot.errors import ApiError, describe_validation_errors
 from supportbot.ids import new_tool_call_id
@@ -157,32 +156,21 @@ async def execute_workflow(request: HttpRequest, payload: WorkflowIn) -> JsonRes
     )
     request.log_session_id = session.id  # type: ignore[attr-defined]
     parameters = payload.parameters.model_dump(exclude={"context"}, exclude_none=True)
-    if isinstance(parameters.get("query"), str) and not parameters["query"].strip():
+    query = parameters.get("query")
+    if isinstance(query, str) and not query.strip():
         parameters["query"] = ""  # no text: the workflow type says whether it needs one
-    elif isinstance(parameters.get("query"), str):
+    elif isinstance(query, str):
         # The query reaches the model: the same guards as a chat message.
         item = GuardInput(
-            parameters["query"],
-            session.id,
-            client_ip(request),
-            "rest",
-            getattr(request, "request_id", ""),
+            query, session.id, client_ip(request), "rest", getattr(request, "request_id", "")
         )
         try:
-            parameters["query"] = screen_message(item, await allowlist_for_async()).text
-        except ContentBlocked as blocked:
-            await sync_to_async(record_block)(
-                session_id=session.id,
-                text=blocked.redacted,
-                verdict=blocked.verdict,
-                request_id=item.request_id,
-                client_ip=item.client_ip,
-            )
-            raise
-        except ApiError as refused:
+            screened = await screen_and_keep_blocked(item, await allowlist_for_async())
+        except ApiError as refused:  # the message's own checks: name the field it came in
             if refused.details and refused.details.get("field") == "message":
                 refused.details = {**refused.details, "field": "parameters.query"}
             raise
+        parameters["query"] = screened.text
     try:
         execution, _ = await sync_to_async(workflow_submit)(
             workflow_type=payload.workflowType,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import time
@@ -87,11 +88,15 @@ def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None
 
 
 def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    for proxy in settings.TRUSTED_PROXIES:
-        known = _address(proxy)
-        if known is not None and known == address:
-            return True
-    return False
+    return address in _proxy_addresses(tuple(settings.TRUSTED_PROXIES))
+
+
+@functools.cache
+def _proxy_addresses(
+    proxies: tuple[str, ...],
+) -> frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """TRUSTED_PROXIES parsed once (per value of the setting), not on every request."""
+    return frozenset(address for address in map(_address, proxies) if address is not None)
 
 
 def _client_form(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:

@@ -4,9 +4,9 @@
 else. ``screen_message`` then validates the text, asks the content filter for a verdict (a block
 raises ``ContentBlocked``: the message is kept for staff, never stored in the conversation and
 never sent to the model) and redacts PII; what it returns is the only form of the text that is
-stored, logged or sent anywhere, with the findings to record once the message is stored.
-``screen_reply`` is the same for the model's answer (``chat.pipeline`` streams it through a
-``StreamRedactor`` and checks it for system-prompt leakage).
+stored, logged or sent anywhere, with the findings to record once the message is stored
+(``screen_and_keep_blocked`` also keeps a blocked message for staff). The model's answer streams
+through ``chat.guards.reply.ReplyGuard`` (PII redacted, system-prompt leakage stopped).
 
 Each guard returns a verdict and records what it flagged (``chat.guards.review``) as a security
 event (``chat.guards.security``).
@@ -159,6 +159,26 @@ def screen_message(item: GuardInput, allowlist: Allowlist) -> Screened:
         client_ip=item.client_ip,
     )
     return Screened(redacted, findings)
+
+
+async def screen_and_keep_blocked(item: GuardInput, allowlist: Allowlist) -> Screened:
+    """``screen_message``; a blocked message is first kept for staff (only there: it is never
+    stored in the conversation nor sent to the model), then the refusal is raised."""
+    from asgiref.sync import sync_to_async
+
+    from chat.guards.review import record_block
+
+    try:
+        return screen_message(item, allowlist)
+    except ContentBlocked as blocked:
+        await sync_to_async(record_block)(
+            session_id=item.session_id,
+            text=blocked.redacted,
+            verdict=blocked.verdict,
+            request_id=item.request_id,
+            client_ip=item.client_ip,
+        )
+        raise
 
 
 def redact_text(text: str, allowlist: Allowlist, *, session_id: str = "", field: str = "") -> str:

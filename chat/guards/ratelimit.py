@@ -3,21 +3,20 @@
 Request limits use ``limits``' moving window; the hourly token budgets its sliding-window counter
 (two counters per key rather than one stored entry per token). Storage is Redis when
 ``REDIS_URL`` (or ``RATE_LIMIT_STORAGE_URL``) is set (shared by every process), memory otherwise.
-Keys are
-``<limit name>/<identifier>``: the session id, the client label (the IP, or its keyed hash with
-``HASH_CLIENT_IPS``) or ``all`` for global limits. Session limits are paired with per-IP ones, so
-rotating session ids does not buy more.
+Keys are ``<limit name>/<identifier>``: the session id, the client label (the IP, or its keyed
+hash with ``HASH_CLIENT_IPS``) or ``all`` for global limits. Session limits are paired with
+per-IP ones, so rotating session ids buys no more than the per-IP limits allow.
 
-``hit`` consumes one unit of each named limit in order and raises the refusal as an ``ApiError``
-(429 with ``retryAfter``) at the first one that is spent; it is called before any other work of
-a request, so a refused request costs nothing else. Each call's states are collected for the
-``X-RateLimit-*`` headers (``collect_states``). If Redis cannot be reached, requests are admitted
-(``RATE_LIMIT_FAIL_CLOSED=true``: refused with ``SERVICE_DEGRADED``), with a warning log and the
-``ratelimit_storage_errors`` metric; a breaker then skips Redis for a few seconds so a dead
-server costs no time per request.
+``hit`` consumes one unit of each named limit and raises the refusal of the first one that is
+spent as an ``ApiError`` (429 with ``retryAfter``), spending none of the others; it is called
+before any other work of a request, so a refused request costs nothing else. Each call's states
+are collected for the ``X-RateLimit-*`` headers (``collect_states``). If Redis cannot be reached,
+requests are admitted (``RATE_LIMIT_FAIL_CLOSED=true``: refused with ``SERVICE_DEGRADED``), with a
+warning log and the ``ratelimit_storage_errors`` metric; a breaker then skips Redis for a few
+seconds so a dead server costs no time per request.
 
 Concurrent sessions per IP and active sessions in all are counts of live sessions, not rates:
-``check_session_capacity`` counts them in the database when a session is created.
+``chat.sessions`` counts them in the database (``check_capacity``) when a session is created.
 """
 
 from __future__ import annotations
@@ -320,18 +319,28 @@ class _Backend:
             results.append((acquired if take else stats.remaining > 0, stats))
         return results
 
-    def refund(self, taken: list[tuple[LimitSpec, str]]) -> bool:
-        """Give back one unit of each moving window in ``taken`` (a request refused by another
-        of its limits), in one round trip. Only on Redis through limits' keys; False when that
-        is not possible (then callers read before they take)."""
+    def take_all(self, ops: list[tuple[LimitSpec, str, bool]]) -> list[tuple[bool, WindowStats]]:
+        """``trip``, all or nothing: when one op is refused, none of the takes is spent.
+
+        On Redis every unit is taken in one round trip and, when one of them is refused, the
+        others are given back in a second (rare) one; in memory every window is read first and
+        units are taken only when all have room. Each take stays atomic, so concurrent requests
+        never exceed a limit. One take alone needs neither: refused, it is not recorded.
+        """
+        if sum(take for _, _, take in ops) < 2:
+            return self.trip(ops)
         if not self.pipelinable():
-            return False
-        storage: Any = self.storage
-        pipe = storage.get_connection().pipeline(transaction=False)
-        for spec, identifier in taken:
-            pipe.lpop(storage.prefixed_key(spec.item.key_for(spec.name, identifier)))
-        pipe.execute()
-        return True
+            results = self.trip([(spec, identifier, False) for spec, identifier, _ in ops])
+            return self.trip(ops) if all(admitted for admitted, _ in results) else results
+        results = self.trip(ops)
+        if not all(admitted for admitted, _ in results):
+            storage: Any = self.storage
+            pipe = storage.get_connection().pipeline(transaction=False)
+            for (spec, identifier, take), (admitted, _) in zip(ops, results, strict=True):
+                if take and admitted and spec.counter == "moving":  # its newest entry is ours
+                    pipe.lpop(storage.prefixed_key(spec.item.key_for(spec.name, identifier)))
+            pipe.execute()
+        return results
 
     def _one(self, spec: LimitSpec, identifier: str, take: bool) -> tuple[bool, WindowStats]:
         limiter = self.limiter(spec)
@@ -523,9 +532,9 @@ def _storage_down(spec: LimitSpec) -> None:
 def hit(*checks: tuple[str, str], session_id: str = "", client_ip: str = "") -> None:
     """Take one unit of each ``(limit name, identifier)``; raise the first refusal, in order.
 
-    The checks of one call go to the storage together (a read and a take, one round trip each
-    on Redis); when one refuses, none of them is spent. ``session_id`` and ``client_ip`` only
-    label the security event of a refusal.
+    The checks of one call go to the storage together (``_Backend.take_all``); when one refuses,
+    none of them is spent. ``session_id`` and ``client_ip`` only label the security event of a
+    refusal.
     """
     check(takes=checks, session_id=session_id, client_ip=client_ip)
 
@@ -553,27 +562,7 @@ def check(
     b = backend()
     try:
         with _storage_call(b):
-            # A refused request spends nothing. On Redis every unit is taken in one trip and,
-            # when one of them is refused, the others are given back in a second (rare) trip;
-            # in memory every window is read first and units are taken only when all have
-            # room. Each take is atomic, so concurrent requests never exceed a limit. (One take
-            # alone needs neither: refused, it is not recorded.)
-            if len(takes) > 1 and not b.pipelinable():
-                results = b.trip([(spec, identifier, False) for spec, identifier, _ in ops])
-                if all(admitted for admitted, _ in results):
-                    results = b.trip(ops)
-            else:
-                results = b.trip(ops)
-                if len(takes) > 1 and not all(admitted for admitted, _ in results):
-                    b.refund(
-                        [
-                            (spec, identifier)
-                            for (spec, identifier, take), (admitted, _) in zip(
-                                ops, results, strict=True
-                            )
-                            if take and admitted and spec.counter != "sliding"
-                        ]
-                    )
+            results = b.take_all(ops)  # a refused request spends nothing
     except StorageDown:
         _storage_down(ops[0][0])
         return
