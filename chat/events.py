@@ -15,12 +15,15 @@ Groups (names the layer accepts: ASCII letters, digits, ``_.-``):
 - ``watch.<id>``: staff watchers only (the user's typing indicator).
 
 Event types are the consumer's handler names (``session.message`` → ``session_message``).
-A failed send is logged and counted, never raised: the message is stored, and a client that
-missed it gets it on ``resume``.
+A failed send is logged and counted, never raised, and bounded in time (``SEND_TIMEOUT_SECONDS``):
+the message is stored, and a client that missed it gets it on ``resume``. A turn never waits on
+its fan-out: ``publish_soon`` sends in the background, in order, while the asking client already
+has its answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -34,6 +37,11 @@ from chat.sessions import message_wire
 from supportbot import metrics
 
 log = structlog.get_logger("chat.events")
+
+# Longest a send waits for the channel layer (a hung Redis) before it is given up.
+SEND_TIMEOUT_SECONDS = 5.0
+# Background sends in flight (the event loop keeps only weak references to tasks).
+_background: set[asyncio.Future[None]] = set()
 
 
 def session_group(session_id: str) -> str:
@@ -49,10 +57,12 @@ async def _send(group: str, event: dict[str, Any]) -> None:
     if layer is None:
         return
     try:
-        await layer.group_send(group, event)
+        async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+            await layer.group_send(group, event)
     except Exception:
         metrics.incr("fanout_errors")
-        log.warning("fanout_failed", group=group, event=event.get("type"), exc_info=True)
+        # Not ``event=``: structlog's first argument is the event (the log line's name).
+        log.warning("fanout_failed", group=group, event_type=event.get("type"), exc_info=True)
 
 
 async def publish_messages(
@@ -66,6 +76,28 @@ async def publish_messages(
     for message in messages:
         event = {"type": "session.message", "message": message_wire(message), "origin": origin}
         await _send(session_group(session_id), event)
+
+
+def publish_soon(
+    session_id: str,
+    messages: Iterable[Message],
+    *,
+    origin: str | None = None,
+    after: asyncio.Future[None] | None = None,
+) -> asyncio.Future[None]:
+    """``publish_messages`` in the background, after ``after`` (an earlier ``publish_soon``, so
+    the session's messages go out in order). The caller never waits on the channel layer."""
+    messages = list(messages)
+
+    async def send() -> None:
+        if after is not None:
+            await asyncio.wait([after])  # its outcome is its own; only the order matters here
+        await publish_messages(session_id, messages, origin=origin)
+
+    task = asyncio.ensure_future(send())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
 
 
 async def publish_typing(session_id: str, *, is_typing: bool, origin: str) -> None:

@@ -58,8 +58,6 @@ from tools.registry import ToolContext, ToolNotFound, ToolOutcome, registry
 log = structlog.get_logger("chat.pipeline")
 
 BUSY_POLL_SECONDS = (0.01, 0.02, 0.05, 0.1, 0.2)
-# Fan-out sends in flight (the event loop keeps only weak references to tasks).
-_background: set[asyncio.Future[None]] = set()
 
 
 @dataclass(frozen=True)
@@ -318,12 +316,9 @@ async def run_turn(
     if isinstance(start, TurnReplay):
         yield done_from_message(start.answer, replayed=True)
         return
-    # Published while the model thinks; the answer is published after it, in order.
-    published = asyncio.ensure_future(
-        events.publish_messages(session_id, [start.user], origin=origin)
-    )
-    _background.add(published)
-    published.add_done_callback(_background.discard)
+    # Published while the model thinks; the answer is published after it, in order. The turn
+    # never waits on the fan-out (a Redis outage must not hold back or fail the answer).
+    published = events.publish_soon(session_id, [start.user], origin=origin)
 
     structlog.contextvars.bind_contextvars(session_id=session_id)
     lease = asyncio.ensure_future(_keep_lease(session_id, start.token))
@@ -548,11 +543,15 @@ async def _think(
     except BaseException:
         # The client went away (generator closed, task cancelled) or a bug: keep what we have.
         _keep_held_back(answer)
-        await _record_failure(session_id, start, answer, model_started, "INTERNAL_ERROR", origin)
+        await _record_failure(
+            session_id, start, answer, model_started, "INTERNAL_ERROR", origin, published
+        )
         raise
 
     if failure is not None:
-        await _record_failure(session_id, start, answer, model_started, failure.code, origin)
+        await _record_failure(
+            session_id, start, answer, model_started, failure.code, origin, published
+        )
         if answer.parts:
             failure.details = {"messageId": answer.message_id, "partialResponse": answer.text}
         yield TurnFailed(failure, start.user.id)
@@ -581,8 +580,7 @@ async def _think(
         findings=findings,
         blocked=blocked,
     )
-    await published
-    await events.publish_messages(session_id, [stored], origin=origin)
+    events.publish_soon(session_id, [stored], origin=origin, after=published)
     yield done_from_message(stored)
 
 
@@ -601,6 +599,7 @@ async def _record_failure(
     model_started: float,
     code: str,
     origin: str | None,
+    published: asyncio.Future[None],
 ) -> None:
     """Keep a cut-off answer as incomplete (with the tools it ran), or mark the user message
     unanswered."""
@@ -622,7 +621,7 @@ async def _record_failure(
                 session_id=session_id, token=start.token, user=start.user, answer=partial
             )
         )
-        await events.publish_messages(session_id, [stored], origin=origin)
+        events.publish_soon(session_id, [stored], origin=origin, after=published)
     else:
         await asyncio.shield(
             sync_to_async(fail_turn)(

@@ -161,6 +161,8 @@ def _redis_url(name: str, value: str) -> str:
 REDIS_URL = _redis_url("REDIS_URL", env_str("REDIS_URL"))
 
 if REDIS_URL:
+    from supportbot.channel_layer import connection_options
+
     CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
@@ -171,8 +173,10 @@ if REDIS_URL:
     }
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "supportbot"},
+            # Our subclass: idle reads that outlast redis-py's default socket timeout, and
+            # consumers that outlive a Redis outage (supportbot/channel_layer.py).
+            "BACKEND": "supportbot.channel_layer.RedisChannelLayer",
+            "CONFIG": {"hosts": [connection_options(REDIS_URL)], "prefix": "supportbot"},
         }
     }
 else:
