@@ -35,17 +35,28 @@ run: $(STAMP)
 	@$(PY) manage.py loadkb
 	@$(PY) manage.py ensure_admin
 	@echo "supportbot: http://$(HOST):$(PORT)/  API docs: http://$(HOST):$(PORT)/api/docs"
-	@# Both run in the background and the shell waits: a trapped signal (Ctrl-C, or make being
-	@# stopped) then reaches the shell at once, and it stops both servers.
-	@trap 'kill $$worker $$web 2>/dev/null; wait $$worker $$web 2>/dev/null' EXIT INT TERM; \
-	$(VENV)/bin/celery -A supportbot worker --beat --loglevel=WARNING --pool=threads --concurrency=4 & \
+	@# All three run in the background and the shell waits: a trapped signal (Ctrl-C, or make
+	@# being stopped) then reaches the shell at once, and it stops them all. Beat is a process of
+	@# its own (a worker's --beat child outlives a killed worker); however many beats run, one
+	@# holds the schedule (ops/scheduler.py).
+	@trap 'kill $$worker $$beat $$web 2>/dev/null; wait $$worker $$beat $$web 2>/dev/null' EXIT INT TERM; \
+	$(VENV)/bin/celery -A supportbot worker --loglevel=WARNING --pool=threads --concurrency=4 & \
 	worker=$$!; \
+	$(VENV)/bin/celery -A supportbot beat --loglevel=WARNING & \
+	beat=$$!; \
 	$(PY) -m supportbot.server -b $(HOST) -p $(PORT) supportbot.asgi:application & \
 	web=$$!; \
 	wait $$web
 
+# A worker and a beat (standing by while another beat holds the schedule), for more workers
+# beside `make run` or on other machines.
 worker: $(STAMP)
-	$(VENV)/bin/celery -A supportbot worker --loglevel=INFO --pool=threads --concurrency=4
+	@trap 'kill $$worker $$beat 2>/dev/null; wait $$worker $$beat 2>/dev/null' EXIT INT TERM; \
+	$(VENV)/bin/celery -A supportbot worker --loglevel=INFO --pool=threads --concurrency=4 & \
+	worker=$$!; \
+	$(VENV)/bin/celery -A supportbot beat --loglevel=INFO & \
+	beat=$$!; \
+	wait -n $$worker $$beat
 
 test: $(STAMP)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

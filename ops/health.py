@@ -148,6 +148,20 @@ def check_worker() -> CheckResult:
     return result
 
 
+def check_beat() -> CheckResult:
+    """Whether a Celery beat holds its lease (``ops.scheduler``): without one, sessions do not
+    expire and PII review copies outlive their retention, so its absence degrades."""
+    from ops.scheduler import lease_state
+
+    state = lease_state()
+    if state is None:
+        return "degraded", "no beat has run"
+    if not state.live:
+        silent = (timezone.now() - state.renewed_at).total_seconds()
+        return "degraded", f"no beat for {silent:.0f} s"
+    return "up", None
+
+
 # --- the model chain, cached -------------------------------------------------------------------
 
 
@@ -246,9 +260,11 @@ _CHECKS: dict[str, Callable[[], CheckResult] | Callable[[], Awaitable[CheckResul
     "model": check_model,
     "storage": check_storage,
     "worker": check_worker,
+    "beat": check_beat,
 }
-# A failing check reports this status; the worker is optional, so its failure only degrades.
-_FAILURE_STATUS: dict[str, Status] = {"worker": "degraded"}
+# A failing check reports this status; the worker and beat are optional, so their failure only
+# degrades.
+_FAILURE_STATUS: dict[str, Status] = {"worker": "degraded", "beat": "degraded"}
 
 
 async def _run(name: str, check: Callable[[], Any]) -> ComponentHealth:

@@ -81,3 +81,24 @@ def open_counts() -> dict[str, int]:
     for row in rows:
         counts[row["kind"]] = row["n"]
     return counts
+
+
+class SchedulerLease(models.Model):
+    """Who runs a singleton job (Celery beat): held until ``expires_at``, renewed by its holder.
+
+    Several beat processes may run (one per ``make worker``, a standby in production); the one
+    holding the lease runs the schedule, the others wait to take over when it lapses. ``/health``
+    reads ``renewed_at`` to report a missing or stale beat.
+    """
+
+    name = models.CharField(max_length=50, primary_key=True)
+    holder = models.CharField(max_length=200)
+    acquired_at = models.DateTimeField()
+    renewed_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "scheduler lease"
+
+    def __str__(self) -> str:
+        return f"{self.name} held by {self.holder} until {self.expires_at:%H:%M:%S}"

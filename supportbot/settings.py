@@ -185,6 +185,9 @@ else:
 
 (VAR_DIR / "celery").mkdir(exist_ok=True)
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
+# The longest countdown of any retried task (chat.archive_session's retry_backoff_max; a test
+# holds every task to it). The broker's visibility timeout is set from it below.
+CELERY_LONGEST_COUNTDOWN_SECONDS = 600
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "celery" / "queue"
@@ -205,7 +208,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "resume-workflows": {"task": "tools.resume_stale_workflows", "schedule": 60.0},
     "purge-pii-clear-text": {"task": "chat.purge_pii_clear_text", "schedule": 3600.0},
 }
-CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celery" / "beat-schedule")
+# One beat runs the schedule however many are started (ops.scheduler: a lease in the database,
+# renewed every third of BEAT_LEASE_SECONDS; a standby takes over when it lapses).
+CELERY_BEAT_SCHEDULER = "supportbot.celery:SingleBeatScheduler"
+BEAT_LEASE_SECONDS = env_float("BEAT_LEASE_SECONDS", 30.0, minimum=1.0)
 
 # --- storage ----------------------------------------------------------------------------------
 
@@ -423,6 +429,18 @@ WORKFLOW_RETRY_BASE_SECONDS = env_float("WORKFLOW_RETRY_BASE_SECONDS", 1.0)
 WORKFLOW_RETRY_MAX_SECONDS = env_float("WORKFLOW_RETRY_MAX_SECONDS", 30.0)
 WORKFLOW_TIME_LIMIT_SECONDS = env_float("WORKFLOW_TIME_LIMIT_SECONDS", 600.0, minimum=1.0)
 WORKFLOW_LEASE_SECONDS = env_float("WORKFLOW_LEASE_SECONDS", 120.0, minimum=1.0)
+# Every worker checks the leases this often (and at start): executions whose worker died, or that
+# were never queued (broker down at submit), are queued again, with or without beat.
+WORKFLOW_SWEEP_SECONDS = env_float("WORKFLOW_SWEEP_SECONDS", 30.0, minimum=0.5)
+
+# A Redis (or SQS) broker hands a message that a worker holds unacknowledged (waiting for its
+# countdown, or running) to another worker once the visibility timeout passes. It therefore
+# exceeds the longest countdown plus the longest run (a workflow's time limit), so no task ever
+# runs twice. A worker that dies is not waited for: its workflows are resumed by their lease.
+if not CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = int(
+        CELERY_LONGEST_COUNTDOWN_SECONDS + WORKFLOW_TIME_LIMIT_SECONDS + 300
+    )
 
 # --- logging ----------------------------------------------------------------------------------
 

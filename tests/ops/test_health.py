@@ -9,17 +9,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.test import AsyncClient
+from django.utils import timezone
 
 from chat.llm.chain import get_chain, reset_chain
 from ops import health
 from tests.fakes.openai_server import FakeOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPONENTS = {"database", "cache", "channelLayer", "model", "storage", "worker"}
+COMPONENTS = {"database", "cache", "channelLayer", "model", "storage", "worker", "beat"}
 # get_chain() imports the offline assistant for every chain; until chat.llm.offline lands, no
 # chain can be built, so the model component reports a failed check and its tests are skipped.
 
@@ -58,6 +61,8 @@ async def test_health_reports_every_component_and_only_the_missing_worker_degrad
     # No Celery worker runs during tests: the chat works without one, so "degraded", not "down".
     assert components["worker"]["status"] == "degraded"
     assert components["worker"]["detail"] == "no worker answered"
+    assert components["beat"]["status"] == "degraded"
+    assert components["beat"]["detail"] == "no beat has run"
     assert body["status"] == "degraded"
     assert body["uptime"] > 0
     assert body["version"]
@@ -66,6 +71,28 @@ async def test_health_reports_every_component_and_only_the_missing_worker_degrad
         "status": "up",
         "latencyMs": components["model"]["latencyMs"],
         "detail": "offline assistant",
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_beat_is_up_while_one_holds_its_lease_and_reported_stale_after(offline_only):
+    from ops.models import SchedulerLease
+    from ops.scheduler import lease_take
+
+    assert await sync_to_async(lease_take)(holder="beat-a", seconds=30)
+    _, body = await _get_health()
+    assert body["components"]["beat"]["status"] == "up"
+
+    # The beat died 95 s ago (a lease of 30 s renewed every 10 s).
+    stale = timezone.now() - timedelta(seconds=95)
+    await SchedulerLease.objects.filter(name="beat").aupdate(
+        renewed_at=stale, expires_at=stale + timedelta(seconds=30)
+    )
+    _, body = await _get_health()
+    assert body["components"]["beat"] == {
+        "status": "degraded",
+        "latencyMs": body["components"]["beat"]["latencyMs"],
+        "detail": "no beat for 95 s",
     }
 
 
