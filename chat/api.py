@@ -27,7 +27,7 @@ from chat.pipeline import (
 from chat.sessions import ms, session_create, session_end, session_get, session_wire
 from chat.turns import event_typing
 from supportbot.errors import ApiError, describe_validation_errors, error_body, now_ms
-from supportbot.ids import CLIENT_REQUEST_ID_RE
+from supportbot.ids import CLIENT_REQUEST_ID_RE, require_session_id
 from supportbot.middleware import client_ip, json_error, parse_json_object
 
 router = Router(tags=["chat"])
@@ -50,9 +50,14 @@ class ReportIn(Schema):
     reason: str | None = Field(None, max_length=1000)  # null is no reason, like a missing one
 
 
+# Past any conversation's length, and within every database's integers (a bigger one made the
+# slice fail in the database: 500 instead of 400).
+MAX_OFFSET = 2**31 - 1
+
+
 class SessionQuery(Schema):
     limit: int = Field(20, ge=1, le=100)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     include_summary: bool = True
 
 
@@ -134,6 +139,7 @@ async def report_answer(request: HttpRequest, session_id: str) -> JsonResponse:
     if problem:
         raise ApiError("INVALID_FIELD_VALUE", f"reason {problem}.", details={"field": "reason"})
     ip = client_ip(request)
+    require_session_id(session_id)  # before the limit: a malformed id would name a key
     ratelimit.hit(("session_requests", session_id), session_id=session_id, client_ip=ip)
     item = await sync_to_async(report_message)(
         session_id=session_id, message_id=payload.messageId, reason=reason, client_ip=ip

@@ -172,6 +172,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             else:
                 with contextlib.suppress(ApiError):
                     request_id = frames.request_id_of(frame)
+                try:
+                    frames.refuse_unstorable_fields(frame, text_data or "")
+                except ApiError as unstorable:
+                    frame, bad_frame = None, unstorable
             if self.session_id and not self.watcher:
                 # Every frame counts, readable or not, before anything is done with it.
                 ratelimit.hit(

@@ -13,6 +13,7 @@ from typing import Any
 
 from supportbot.errors import ApiError, now_ms
 from supportbot.ids import CLIENT_REQUEST_ID_RE
+from supportbot.storable import may_hold_unstorable, refuse_unstorable
 
 MAX_FRAME_BYTES = 64 * 1024
 
@@ -59,6 +60,14 @@ def parse(text_data: str | None) -> dict[str, Any]:
             "INVALID_REQUEST_FORMAT", "type must be a string.", details={"field": "type"}
         )
     return frame
+
+
+def refuse_unstorable_fields(frame: dict[str, Any], text_data: str) -> None:
+    """The API's one rule for NUL and lone surrogates (supportbot.storable), for a parsed frame
+    (``text_data`` is its text: the cheap test of whether any field may hold one). Separate from
+    ``parse`` so that the refusal can carry the frame's ``requestId``."""
+    if may_hold_unstorable(text_data):
+        refuse_unstorable({key: value for key, value in frame.items() if key != "type"})
 
 
 def request_id_of(frame: dict[str, Any]) -> str | None:

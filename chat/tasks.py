@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import structlog
 from celery import shared_task
+from django.conf import settings
 
 from chat.memory import summarize_session
+
+log = structlog.get_logger("chat.tasks")
 
 
 @shared_task(
@@ -31,14 +35,24 @@ def expire_sessions_task() -> int:
     name="chat.archive_session",
     autoretry_for=(Exception,),
     retry_backoff=True,
-    retry_backoff_max=600,
+    # The broker's visibility timeout is set from this: a longer countdown would run twice.
+    retry_backoff_max=settings.CELERY_LONGEST_COUNTDOWN_SECONDS,
     max_retries=8,
 )
 def archive_session_task(session_id: str, reason: str) -> str:
-    """Write a session's archive to storage (idempotent per session and reason)."""
-    from chat.lifecycle import archive_session
+    """Write a session's archive to storage (idempotent per session and reason).
 
-    return archive_session(session_id=session_id, reason=reason).key
+    A session that does not exist (deleted, or an id that never was) stays missing: that is
+    logged and the task ends, rather than being retried for an hour by a worker.
+    """
+    from chat.lifecycle import archive_session
+    from chat.models import ChatSession
+
+    try:
+        return archive_session(session_id=session_id, reason=reason).key
+    except ChatSession.DoesNotExist:
+        log.warning("archive_session_missing", session_id=session_id, reason=reason)
+        return ""
 
 
 @shared_task(name="chat.purge_pii_clear_text")

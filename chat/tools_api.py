@@ -22,7 +22,7 @@ from chat.guards import (
 from chat.guards.review import allowlist_for_async
 from chat.sessions import session_get
 from supportbot.errors import ApiError, describe_validation_errors
-from supportbot.ids import new_tool_call_id
+from supportbot.ids import new_tool_call_id, require_session_id
 from supportbot.middleware import client_ip
 from tools.api import SearchIn, SearchOut, search_answer
 from tools.builtin import CreateTicketArgs
@@ -35,6 +35,7 @@ router = Router(tags=["tools"])
 
 REQUIRED_TICKET_FIELDS = ("title", "description", "priority", "category")
 TICKET_ID_RE = re.compile(r"^[Tt][Kk][Tt]-[A-Za-z0-9]{4,16}$")
+EXECUTION_ID_RE = re.compile(r"^wf_exec_[0-9a-f]{32}\Z")  # tools.models.new_execution_id
 
 
 @router.post(
@@ -186,13 +187,15 @@ async def execute_workflow(request: HttpRequest, payload: WorkflowIn) -> JsonRes
 
 @router.get("/workflow/{execution_id}", response=dict, summary="A workflow's state and result")
 async def workflow_status(request: HttpRequest, execution_id: str) -> JsonResponse:
-    if len(execution_id) > 40 or not execution_id.startswith("wf_exec_"):
+    if not EXECUTION_ID_RE.match(execution_id):  # no id of ours looks otherwise
         raise ApiError("NOT_FOUND", "No such workflow execution.")
     return JsonResponse(await _wire(execution_id))
 
 
 def _limit(request: HttpRequest, session_id: str) -> None:
-    """A session's request limit covers its tool and workflow calls too."""
+    """A session's request limit covers its tool and workflow calls too (a malformed id is
+    refused before it is counted)."""
+    require_session_id(session_id)
     ip = client_ip(request)
     ratelimit.hit(
         ("session_burst", session_id),

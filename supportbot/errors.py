@@ -114,12 +114,11 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> ApiError:
         missing = missing or kind == "missing"
         fields.append({"field": ".".join(loc) or "body", "problem": str(err.get("msg", kind))})
     names = ", ".join(f["field"] for f in fields)
+    details: dict[str, Any] = {"fields": fields}
+    if len({f["field"] for f in fields}) == 1:
+        details["field"] = fields[0]["field"]  # the one field, where hand-made errors put it
     if missing:
         return ApiError(
-            "MISSING_REQUIRED_FIELD",
-            f"Missing or invalid field(s): {names}.",
-            details={"fields": fields},
+            "MISSING_REQUIRED_FIELD", f"Missing or invalid field(s): {names}.", details=details
         )
-    return ApiError(
-        "INVALID_FIELD_VALUE", f"Invalid field(s): {names}.", details={"fields": fields}
-    )
+    return ApiError("INVALID_FIELD_VALUE", f"Invalid field(s): {names}.", details=details)

@@ -4,9 +4,52 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import re
+from typing import Any
 
 import structlog
-from structlog.typing import Processor
+from daphne.access import AccessLogGenerator
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+# A session id is a bearer secret (supportbot.ids): logs keep a prefix to tell sessions apart
+# and find one in the admin, never the whole id. Malformed short ids are no secret.
+_SESSION_ID = re.compile(r"(sess_[A-Za-z0-9_-]{6})[A-Za-z0-9_-]+")
+
+
+def mask_session_ids(text: str) -> str:
+    """``text`` with every session id cut to its first characters (``sess_AbCdEf***``)."""
+    return _SESSION_ID.sub(r"\1***", text) if "sess_" in text else text
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_session_ids(value)
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(item) for item in value]
+    return value
+
+
+def _mask_event(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """Session ids masked in every field of every line (paths, query strings, tracebacks)."""
+    return {key: _masked(value) for key, value in event.items()}
+
+
+class MaskedAccessLog(AccessLogGenerator):
+    """daphne's access log (stdout) with session ids masked in the request line."""
+
+    def write_entry(self, host: Any, date: Any, request: Any, *args: Any, **kwargs: Any) -> None:
+        super().write_entry(host, date, mask_session_ids(str(request)), *args, **kwargs)
+
+
+def use_masked_access_log() -> None:
+    """daphne's command line builds its access log from the name it imported (after it loaded
+    the application, which calls this); point that name at ours."""
+    import daphne.cli
+
+    daphne.cli.AccessLogGenerator = MaskedAccessLog
+
 
 _SHARED: list[Processor] = [
     structlog.contextvars.merge_contextvars,
@@ -37,6 +80,7 @@ def configure_logging(level: str) -> None:
                     "processors": [
                         structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                         structlog.processors.format_exc_info,
+                        _mask_event,
                         structlog.processors.JSONRenderer(),
                     ],
                     "foreign_pre_chain": _SHARED,

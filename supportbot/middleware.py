@@ -12,12 +12,13 @@ from typing import Any
 import structlog
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 
 from supportbot import metrics
 from supportbot.errors import ApiError, error_body
 from supportbot.ids import CLIENT_REQUEST_ID_RE, new_request_id
+from supportbot.storable import may_hold_unstorable, refuse_unstorable, unstorable
 
 log = structlog.get_logger("supportbot.access")
 
@@ -166,6 +167,14 @@ class RequestContextMiddleware(_AsyncCapable):
         return None
 
     def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if response.status_code >= 400 and not _is_json(response) and _host_refused(request):
+            # DisallowedHost is raised by a middleware outside ErrorShapeMiddleware (Common,
+            # CSRF, Security's redirect) and rendered as Django's HTML 400 (DEBUG: its debug
+            # page); whatever the path, the client gets API.md's shape instead.
+            refused = ApiError(
+                "INVALID_REQUEST_FORMAT", "This server does not answer to that Host header."
+            )
+            response = _shaped(request, response, refused)
         response["X-Request-ID"] = request.request_id  # type: ignore[attr-defined]
         latency_ms = (time.perf_counter() - request.started_at) * 1000  # type: ignore[attr-defined]
         log.info(
@@ -229,12 +238,18 @@ class ErrorShapeMiddleware(_AsyncCapable):
             )
         if length > settings.MAX_BODY_BYTES:
             return json_error(request, _too_large())
+        try:
+            _refuse_unstorable_input(request)
+        except ApiError as refused:
+            return json_error(request, refused)
+        except RequestDataTooBig:
+            return json_error(request, _too_large())
         return None
 
     def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         if response.status_code < 400 or request.path.startswith(_HTML_PREFIXES):
             return response
-        if response.get("Content-Type", "").startswith("application/json"):
+        if _is_json(response):
             return response
         status = response.status_code
         code = _CODE_BY_STATUS.get(
@@ -259,6 +274,46 @@ class ErrorShapeMiddleware(_AsyncCapable):
         return json_error(
             request, ApiError("INTERNAL_ERROR", "Something went wrong on our side.", status=500)
         )
+
+
+def _is_json(response: HttpResponse) -> bool:
+    return str(response.get("Content-Type", "")).startswith("application/json")
+
+
+def _host_refused(request: HttpRequest) -> bool:
+    try:
+        request.get_host()
+    except DisallowedHost:
+        return True
+    return False
+
+
+def _shaped(request: HttpRequest, response: HttpResponse, error: ApiError) -> HttpResponse:
+    """``error`` in API.md's shape, keeping the headers the middleware gave ``response``."""
+    converted = json_error(request, error)
+    for name, value in response.items():
+        if name.lower() not in ("content-type", "content-length"):
+            converted[name] = value
+    return converted
+
+
+def _refuse_unstorable_input(request: HttpRequest) -> None:
+    """A NUL or a lone surrogate in the path, the query string or a JSON body is refused here,
+    for every route at once (``supportbot.storable``): the databases cannot hold them."""
+    problem = unstorable(request.path)
+    if problem:
+        raise ApiError("INVALID_FIELD_VALUE", f"path {problem}.", details={"field": "path"})
+    for name, values in request.GET.lists():
+        refuse_unstorable({name: values[0] if len(values) == 1 else values})
+    if request.path.startswith(_HTML_PREFIXES) or request.method in ("GET", "HEAD", "OPTIONS"):
+        return  # the admin's forms check their own fields; these methods carry no body
+    raw = request.body
+    if raw and may_hold_unstorable(raw):
+        try:
+            value = json.loads(raw)
+        except (ValueError, RecursionError):
+            return  # not JSON: the view says so in its own words
+        refuse_unstorable(value)
 
 
 def _too_large() -> ApiError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,19 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(BASE_DIR / ".env", override=False)
 
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+# It holds the database, the broker's messages, archives and the secret key: the owner's only.
+VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+if VAR_DIR.stat().st_uid == os.getuid() and VAR_DIR.stat().st_mode & 0o077:
+    VAR_DIR.chmod(0o700)
+
+
+def _private_file(path: Path) -> Path:
+    """``path``, created empty if missing, readable and writable by the owner only."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+    return path
+
 
 # --- core -------------------------------------------------------------------------------------
 
@@ -40,9 +53,18 @@ def _secret_key() -> str:
     # Development only: keep one random key per checkout so admin sign-ins survive restarts.
     path = VAR_DIR / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
+        # Written private (mkstemp: 0600) and complete, then linked into place: never readable
+        # by others, and a second process starting at once reads the one key that won.
+        fd, tmp = tempfile.mkstemp(dir=VAR_DIR)
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(50))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    return _private_file(path).read_text().strip()
 
 
 SECRET_KEY = _secret_key()
@@ -126,6 +148,11 @@ else:
 
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     _db["OPTIONS"] = {**_SQLITE_OPTIONS, **_db.get("OPTIONS", {})}
+    _sqlite_file = Path(str(_db["NAME"] or ":memory:"))
+    if _sqlite_file.parent.is_dir() and str(_sqlite_file) != ":memory:":
+        # SQLite creates its file (and its -wal and -shm files, which copy the file's mode)
+        # with the umask's mode, world-readable by default: create it private first.
+        _private_file(_sqlite_file)
     # A file (not shared-cache memory, whose table locks ignore busy_timeout), one per test run.
     _db["TEST"] = {"NAME": str(VAR_DIR / f"test_db_{os.getpid()}.sqlite3")}
 elif _db["ENGINE"] == "django.db.backends.postgresql":
@@ -240,7 +267,12 @@ if AWS_STORAGE_BUCKET_NAME:
 else:
     _archives = {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(VAR_DIR / "archives")},
+        "OPTIONS": {
+            "location": str(VAR_DIR / "archives"),
+            # Whole conversations: readable by the service's own user only.
+            "file_permissions_mode": 0o600,
+            "directory_permissions_mode": 0o700,
+        },
     }
 
 STORAGES = {
@@ -251,6 +283,10 @@ STORAGES = {
     "archives": _archives,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# Uploads to the default storage (none of ours yet) are private like the archives.
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
@@ -301,9 +337,13 @@ CORS_EXPOSE_HEADERS = [
 ]
 CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "x-request-id", "last-event-id"]
 
-# Bodies over 64 KiB are refused (API.md); the middleware answers 413 before reading them.
+# Bodies over 64 KiB are refused (API.md): the middleware answers 413 from Content-Length, before
+# the view reads the body (daphne has buffered it by then, up to MAX_REQUEST_BODY_BYTES below).
 MAX_BODY_BYTES = 64 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
+# The server's own cap (supportbot/server.py): a body over it is refused while it arrives, before
+# the application sees it; between the two limits the application answers, with CORS headers.
+MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1024 * 1024, minimum=MAX_BODY_BYTES)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

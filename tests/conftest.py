@@ -100,10 +100,9 @@ def _archives_in_tmp(settings, tmp_path):
     """Archives of a test land in its own folder (the S3 backend has its own tests)."""
     storages = dict(settings.STORAGES)
     if storages["archives"]["BACKEND"].endswith("FileSystemStorage"):
-        storages["archives"] = {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "archives")},
-        }
+        location = str(tmp_path / "archives")  # with the permissions settings give archives
+        options = {**storages["archives"].get("OPTIONS", {}), "location": location}
+        storages["archives"] = {**storages["archives"], "OPTIONS": options}
         settings.STORAGES = storages
     return tmp_path / "archives"
 

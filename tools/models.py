@@ -163,8 +163,10 @@ class WorkflowExecution(models.Model):
     workflow_type = models.CharField(max_length=32)
     session_id = models.CharField(max_length=64, db_index=True)
     parameters = models.JSONField(default=dict)
-    # Given by the client, or derived from session + type + parameters: one execution per key.
-    idempotency_key = models.CharField(max_length=128, unique=True)
+    # Given by the client, or derived from session + type + parameters: one execution per key
+    # and session. Scoped to the session, so another session's key is just another execution
+    # (and a client learns nothing about which keys others used).
+    idempotency_key = models.CharField(max_length=128)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
@@ -181,6 +183,11 @@ class WorkflowExecution(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "created_at"], name="tools_wf_status_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session_id", "idempotency_key"], name="tools_wf_session_key_unique"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.id} ({self.workflow_type}, {self.status})"

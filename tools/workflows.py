@@ -11,7 +11,8 @@
 Guarantees:
 
 - **Idempotent submits.** The idempotency key (given, or derived from session, type and
-  parameters) is unique: a re-submit, or two at once, get the one execution.
+  parameters) is unique within its session: a re-submit, or two at once, get the one execution;
+  the same key in another session is another execution.
 - **Retries.** A step is tried up to ``WORKFLOW_STEP_ATTEMPTS`` times with exponential backoff,
   within ``WORKFLOW_MAX_ATTEMPTS`` attempts for the whole execution and its
   ``WORKFLOW_TIME_LIMIT_SECONDS``; tool calls inside steps have their own timeouts and retries.
@@ -542,9 +543,10 @@ def workflow_submit(
     key = idempotency_key or derived_key(
         session_id=session_id, workflow_type=workflow.name, parameters=checked
     )
-    existing = WorkflowExecution.objects.filter(idempotency_key=key).first()
+    mine = WorkflowExecution.objects.filter(session_id=session_id)
+    existing = mine.filter(idempotency_key=key).first()
     if existing is not None:
-        return _same_request(existing, session_id, workflow.name, checked), False
+        return _same_request(existing, workflow.name, checked), False
     steps = workflow.steps(checked)
     try:
         with write_transaction():
@@ -561,21 +563,17 @@ def workflow_submit(
             transaction.on_commit(lambda: _enqueue(execution.id))
     except IntegrityError:
         # The same key submitted at the same moment: the other submit stored it.
-        execution = WorkflowExecution.objects.get(idempotency_key=key)
-        return _same_request(execution, session_id, workflow.name, checked), False
+        execution = mine.get(idempotency_key=key)
+        return _same_request(execution, workflow.name, checked), False
     log.info("workflow.submitted", execution_id=execution.id, workflow=workflow.name)
     return execution, True
 
 
 def _same_request(
-    execution: WorkflowExecution, session_id: str, workflow_type: str, parameters: dict[str, Any]
+    execution: WorkflowExecution, workflow_type: str, parameters: dict[str, Any]
 ) -> WorkflowExecution:
-    """The execution a key names, if the submit is the one it was made for: a key reused for
-    another session's or another request's workflow is refused, never answered with the first."""
-    if execution.session_id != session_id:
-        raise WorkflowInvalid(
-            "This idempotencyKey belongs to another session's workflow.", field="idempotencyKey"
-        )
+    """The execution a key of this session names, if the submit is the one it was made for: a
+    key reused for another request is refused, never answered with the first request's."""
     if execution.workflow_type != workflow_type or execution.parameters != parameters:
         raise WorkflowInvalid(
             "This idempotencyKey was used for a different workflow request; use a new key.",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from supportbot.errors import ApiError
+from supportbot.ids import require_session_id
 
 if TYPE_CHECKING:  # (imported lazily below: review needs the models)
     from chat.guards.content import ContentVerdict
@@ -76,13 +77,13 @@ class ContentBlocked(ApiError):
 
 
 def limit_turn(*, session_id: str, client_ip: str, transport: str) -> None:
-    """The rate limits of one chat turn (raises the refusal). Session ids are not checked here:
-    a malformed one only names a key that fills up, and the session is read right after."""
+    """The rate limits of one chat turn (raises the refusal). A malformed session id is refused
+    first (it would name a key of its own); the session is read right after."""
     from chat.guards import ratelimit
 
+    sid = require_session_id(session_id)
     if not ratelimit.enabled():
         return
-    sid = session_id if isinstance(session_id, str) else ""
     client = ratelimit.client_label(client_ip)
     # One check: a refusal of any of them spends none of them (a client refused for its own
     # limits spends nothing of everyone's, and a refusal for everyone's nothing of its own).

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 from django.conf import settings
 
 from chat.guards import GuardInput, Verdict
 from supportbot.errors import ApiError
+from supportbot.storable import unstorable
+
+__all__ = ["InputValidation", "unstorable"]
 
 
 class InputValidation:
@@ -38,34 +39,3 @@ class InputValidation:
                 )
             )
         return Verdict.allow(text)
-
-
-def unstorable(value: object) -> str | None:
-    """Why ``value`` (text or JSON-like data) cannot be stored as-is, or None when it can.
-
-    PostgreSQL refuses NUL in text and jsonb, and no database takes lone UTF-16 surrogates
-    (which JSON's ``\\ud800`` escapes can produce); both must be refused up front rather than
-    fail inside a transaction.
-    """
-    if isinstance(value, str):
-        if "\x00" in value:
-            return "contains a NUL character"
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return "contains an invalid Unicode character"
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        # Python's JSON parser accepts NaN and Infinity; JSON columns do not.
-        return "contains a number that is not finite"
-    if isinstance(value, dict):
-        for key, item in value.items():
-            problem = unstorable(key) or unstorable(item)
-            if problem:
-                return problem
-    elif isinstance(value, list):
-        for item in value:
-            problem = unstorable(item)
-            if problem:
-                return problem
-    return None

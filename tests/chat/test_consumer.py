@@ -565,6 +565,9 @@ BAD_FRAMES = [
     (cm(content=""), "INVALID_FIELD_VALUE"),
     (cm(content="a\x00b"), "INVALID_FIELD_VALUE"),
     (cm(content="\ud800"), "INVALID_FIELD_VALUE"),
+    # The API's one rule: a NUL or lone surrogate anywhere in a frame (supportbot.storable).
+    ('{"type": "typing", "data": {"isTyping": true, "note": "a\\u0000"}}', "INVALID_FIELD_VALUE"),
+    ('{"type": "ping", "data": {"\\udc00": 1}}', "INVALID_FIELD_VALUE"),
     (cm(metadata=3), "INVALID_FIELD_VALUE"),
     (cm(content="x" * 4001), "MESSAGE_TOO_LONG"),
     ('{"type": "ping", "pad": "' + "x" * (64 * 1024) + '"}', "MESSAGE_TOO_LONG"),
@@ -577,6 +580,18 @@ BAD_FRAMES = [
     ('{"type": "typing"}', "MISSING_REQUIRED_FIELD"),
     ('{"type": "voice_input", "data": {}}', "SERVICE_DEGRADED"),
 ]
+
+
+async def test_an_unstorable_character_is_refused_with_the_frames_request_id(primary) -> None:
+    # The client must be able to tell which of its messages was refused.
+    session_id = await new_session()
+    ws = await open_socket(session_id)
+    await ws.send_json_to(chat(session_id, "a\x00b", "nul-1"))
+    error = await ws.receive_json_from(timeout=5)
+    assert (error["type"], error["data"]["code"]) == ("error", "INVALID_FIELD_VALUE")
+    assert error["requestId"] == "nul-1"
+    assert await stored(session_id) == []
+    await ws.disconnect()
 
 
 @pytest.mark.parametrize(
@@ -607,3 +622,40 @@ async def test_binary_frames_get_an_error() -> None:
     await ws.send_json_to({"type": "ping"})
     assert (await ws.receive_json_from())["type"] == "pong"
     await ws.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("host", "origin", "https", "cors", "allowed"),
+    [
+        # Same origin as the page: the scheme and port the socket came in on.
+        (b"localhost:8000", b"http://localhost:8000", False, [], True),
+        (b"localhost:8000", b"http://127.0.0.1:8000", False, [], True),  # another allowed host
+        (b"localhost", b"http://localhost:80", False, [], True),
+        (b"example.test", b"https://example.test", True, [], True),  # behind TLS (HTTPS=true)
+        # Another port or scheme of an allowed host is another site.
+        (b"localhost:8000", b"http://localhost:1", False, [], False),
+        (b"localhost:8000", b"http://localhost", False, [], False),
+        (b"localhost:8000", b"https://localhost:8000", False, [], False),
+        (b"example.test", b"http://example.test", True, [], False),
+        (b"localhost:8000", b"http://localhost:8000/page", False, [], False),  # not an origin
+        (b"localhost:8000", b"ftp://localhost:8000", False, [], False),
+        (b"localhost:8000", b"http://localhost:x", False, [], False),
+        # CORS_ALLOWED_ORIGINS: exactly as listed.
+        (b"localhost:8000", b"https://shop.example", False, ["https://shop.example"], True),
+        (b"localhost:8000", b"https://shop.example:8443", False, ["https://shop.example"], False),
+        (b"localhost:8000", b"http://shop.example", False, ["https://shop.example"], False),
+    ],
+)
+async def test_a_browser_origin_must_match_scheme_and_port_too(
+    settings, host: bytes, origin: bytes, https: bool, cors: list[str], allowed: bool
+) -> None:
+    settings.ALLOWED_HOSTS = ["localhost", "127.0.0.1", "example.test"]
+    settings.HTTPS = https
+    settings.CORS_ALLOWED_ORIGINS = cors
+    session_id = await new_session()
+    ws = communicator(session_id, headers=[(b"origin", origin), (b"host", host)])
+    connected, _ = await ws.connect()
+    assert connected is allowed
+    if connected:
+        assert (await ws.receive_json_from())["type"] == "connection_established"
+        await ws.disconnect()

@@ -174,11 +174,27 @@ async def test_a_resubmit_returns_the_same_execution(api, kb) -> None:
         assert refused.json()["error"]["code"] == "INVALID_FIELD_VALUE"
         assert refused.json()["error"]["details"] == {"field": "idempotencyKey"}
 
-    other = await new_session(api)
-    stolen = await execute(api, {**keyed, "parameters": params(other, query="refund")})
-    assert stolen.status_code == 400
-    assert stolen.json()["error"]["details"] == {"field": "idempotencyKey"}
-    assert await WorkflowExecution.objects.acount() == 2
+
+async def test_an_idempotency_key_belongs_to_its_session(api, kb) -> None:
+    """The same key from another session is that session's own execution: it is never told
+    that the key exists (nor given the first), whatever it sends with it."""
+    mine, other, third = [await new_session(api) for _ in range(3)]
+    keyed = {
+        "workflowType": "complex_query",
+        "parameters": params(mine, query="refund"),
+        "idempotencyKey": "order-42",
+    }
+    first = (await execute(api, keyed)).json()
+    for parameters in (params(other, query="refund"), params(third, query="something else")):
+        reused = await execute(api, {**keyed, "parameters": parameters})
+        assert reused.status_code == 200, reused.content
+        body = reused.json()
+        assert body["executionId"] != first["executionId"]
+        assert "error" not in body
+    for session_id in (mine, other, third):
+        assert await WorkflowExecution.objects.filter(session_id=session_id).acount() == 1
+    again = (await execute(api, keyed)).json()  # the first session still gets its own
+    assert again["executionId"] == first["executionId"]
 
 
 def test_concurrent_submits_with_one_key_make_one_execution(kb) -> None:
