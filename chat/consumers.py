@@ -13,6 +13,8 @@ Close codes:
 - 4004: the session is unknown, expired, ended or malformed (an ``error`` frame with
   ``INVALID_SESSION`` is sent first), or it ended or expired while connected.
 - 4003: ``watch=1`` without a staff login (``ACCESS_DENIED`` first).
+- 4029: too many open sockets for the session or the client address
+  (``CONCURRENT_LIMIT_EXCEEDED`` first; ``chat/guards/sockets.py``).
 - 1009: a frame over 1 MiB (daphne's limit, see ``supportbot/server.py``), closed before it
   reaches us; frames over 64 KiB and up to that get an ``error`` frame (``MESSAGE_TOO_LONG``).
 """
@@ -34,7 +36,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from chat import events, frames
-from chat.guards import ratelimit
+from chat.guards import ratelimit, sockets
 from chat.lifecycle import watch_expiry
 from chat.sessions import last_stored_seq, messages_after, session_get
 from chat.turns import registry
@@ -65,6 +67,7 @@ def _client_ip(scope: dict[str, Any]) -> str:
 class ChatConsumer(AsyncWebsocketConsumer):
     session_id: str = ""
     watcher: bool = False
+    slot: sockets.Slot | None = None
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' dispatch without its ``close_old_connections`` before every message.
@@ -119,6 +122,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_error(ApiError("INVALID_SESSION", "Unknown, expired or ended session."))
             await self.close(code=CLOSE_INVALID_SESSION)
             return
+        try:
+            self.slot = await sockets.admit(
+                session_id=session.id,
+                client=_client_ip(self.scope),
+                watcher=self.watcher,
+                member=self.channel_name,
+            )
+        except ApiError as refused:
+            await self.send_error(refused)
+            await self.close(code=sockets.CLOSE_TOO_MANY_SOCKETS)
+            return
         self.session_id = session.id
         groups = [events.session_group(session.id)]
         if self.watcher:
@@ -147,6 +161,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         registry.detach(self)
+        if self.slot is not None:
+            slot, self.slot = self.slot, None
+            await sockets.release(slot)
         if self.expiry_task is not None:
             self.expiry_task.cancel()
         if self.channel_layer is not None:

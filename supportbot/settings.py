@@ -431,6 +431,10 @@ RATE_LIMIT_GLOBAL_TOOL_EXECUTIONS_PER_MINUTE = env_int(
 RATE_LIMIT_STORAGE_URL = _redis_url("RATE_LIMIT_STORAGE_URL", env_str("RATE_LIMIT_STORAGE_URL"))
 # Redis unreachable: admit (fail open, with a warning and a metric) unless this is true.
 RATE_LIMIT_FAIL_CLOSED = env_bool("RATE_LIMIT_FAIL_CLOSED", False)
+# Open WebSockets (chat/guards/sockets.py): per session (staff watchers not counted) and per
+# client address; one more is refused with an error frame and close code 4029.
+WS_MAX_SOCKETS_PER_SESSION = env_int("WS_MAX_SOCKETS_PER_SESSION", 10, minimum=1)
+WS_MAX_SOCKETS_PER_CLIENT = env_int("WS_MAX_SOCKETS_PER_CLIENT", 50, minimum=1)
 # Client IPs in rate-limit keys, the security log and the admin are shown as keyed hashes.
 HASH_CLIENT_IPS = env_bool("HASH_CLIENT_IPS", False)
 

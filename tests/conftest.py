@@ -130,12 +130,15 @@ def _close_db_pools(django_db_setup, django_db_blocker):
 def _rate_limits(settings):
     """Limits on, at a thousand times their defaults so that tests not about them never meet
     them (tests about them set their own); every test starts with fresh counters."""
-    from chat.guards import ratelimit, review, security
+    from chat.guards import ratelimit, review, security, sockets
 
     settings.RATE_LIMITS_ENABLED = True
     for spec in ratelimit.configured_limits().values():
         setattr(settings, spec.setting, spec.amount * 1000)
+    settings.WS_MAX_SOCKETS_PER_SESSION *= 1000
+    settings.WS_MAX_SOCKETS_PER_CLIENT *= 1000
     ratelimit.reset_backend()
+    sockets.reset()
     security.clear_recent()
     review.invalidate_allowlist()
     yield
