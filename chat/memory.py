@@ -217,6 +217,17 @@ async def summarize_with_model(previous: str, messages: list[Message]) -> str | 
     return None
 
 
+async def _summarize_on_own_loop(previous: str, messages: list[Message]) -> str | None:
+    """``summarize_with_model`` on the loop ``async_to_sync`` makes for it, closing the model
+    clients it opened before that loop closes."""
+    from chat.llm.chain import close_loop_clients
+
+    try:
+        return await summarize_with_model(previous, messages)
+    finally:
+        await close_loop_clients()
+
+
 def summarize_session(*, session_id: str) -> bool:
     """Fold all but the last MEMORY_KEEP_RECENT messages when the threshold is passed."""
     from asgiref.sync import async_to_sync
@@ -228,7 +239,7 @@ def summarize_session(*, session_id: str) -> bool:
     if through_seq is None:
         return False
     folded = _folded(session, through_seq)
-    text = async_to_sync(summarize_with_model)(session.summary, folded)
+    text = async_to_sync(_summarize_on_own_loop)(session.summary, folded)
     source = "model"
     if not text:
         text = extractive_summary(session.summary, folded)

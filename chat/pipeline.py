@@ -427,7 +427,8 @@ async def _rounds(
         finish: Finish | None = None
         if round_number > 0:
             ratelimit.hit(("global_model_calls", ratelimit.GLOBAL), session_id=session_id)
-        async for event in get_chain().stream(request):
+        answered_by = answer.finish.provider if answer.finish else None
+        async for event in get_chain().stream(request, start_at=answered_by):
             if isinstance(event, TextDelta):
                 round_parts.append(event.text)
                 safe = guard.feed(event.text)

@@ -101,3 +101,7 @@ class Provider(Protocol):
     async def check(self) -> bool:
         """Cheap reachability probe (never a paid completion); used by /health, cached there."""
         ...
+
+    async def aclose(self) -> None:
+        """Close what the provider holds open on the running event loop (connections)."""
+        ...

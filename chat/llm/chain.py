@@ -47,11 +47,21 @@ class ModelChain:
             raise ValueError("a model chain needs at least one link")
         self.links: list[Link] = list(links)
 
-    async def stream(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
+    async def stream(
+        self, request: CompletionRequest, *, start_at: str | None = None
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Stream the answer of the first link that can give one; raise ``ProviderError``
-        (``kind="all_failed"``) when none can, or the link's error when it failed mid-answer."""
+        (``kind="all_failed"``) when none can, or the link's error when it failed mid-answer.
+
+        ``start_at`` names the link to begin with: a turn's later rounds (after tool calls)
+        continue with the link that answered the first, instead of waiting out the timeouts of
+        links that already failed this turn."""
         failures: list[ProviderError] = []
+        names = [link.provider.name for link in self.links]
+        first = names.index(start_at) if start_at in names else 0
         for position, link in enumerate(self.links):
+            if position < first:
+                continue
             name = link.provider.name
             if not link.breaker.allow():
                 logger.info("llm.chain.skipped", provider=name, reason="circuit_open")
@@ -218,6 +228,16 @@ def get_chain() -> ModelChain:
         if _chain is None:
             _chain = build_chain()
         return _chain
+
+
+async def close_loop_clients() -> None:
+    """Close the model clients opened on the running loop: a sync caller (a Celery task through
+    ``async_to_sync``) calls this before its short-lived loop closes."""
+    chain = _chain
+    if chain is None:
+        return
+    for link in chain.links:
+        await link.provider.aclose()
 
 
 def reset_chain() -> None:

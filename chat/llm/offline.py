@@ -471,3 +471,6 @@ class OfflineAssistant:
     async def check(self) -> bool:
         """Always reachable: it needs nothing but the database."""
         return True
+
+    async def aclose(self) -> None:
+        """Nothing to close: it holds no connection."""

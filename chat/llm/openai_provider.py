@@ -90,8 +90,8 @@ class OpenAIProvider:
         self.retry_max_delay = retry_max_delay
         self.check_timeout = check_timeout
         self._api_key = api_key
-        self._client: AsyncOpenAI | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        # One client per event loop: pooled connections belong to the loop that opened them.
+        self._clients: dict[asyncio.AbstractEventLoop, AsyncOpenAI] = {}
 
     def __repr__(self) -> str:  # never show the key
         return (
@@ -138,8 +138,12 @@ class OpenAIProvider:
         return True
 
     async def aclose(self) -> None:
-        """Close the pooled connections (shutdown, tests); the next call opens new ones."""
-        client, self._client, self._client_loop = self._client, None, None
+        """Close the running loop's pooled connections (shutdown, tests, and a sync caller's
+        short-lived loop before ``async_to_sync`` closes it); the next call opens new ones.
+
+        A client left open on a loop that then closes is closed by its finaliser on whatever
+        loop runs next, which fails ("Event loop is closed") and logs an error."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.close()
 
@@ -376,8 +380,11 @@ class OpenAIProvider:
         """The client of this provider, one per event loop: pooled connections belong to the
         loop that opened them, and a second loop (a test, ``async_to_sync``) must not reuse them."""
         loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            self._client = AsyncOpenAI(
+        client = self._clients.get(loop)
+        if client is None:
+            for closed in [other for other in self._clients if other.is_closed()]:
+                del self._clients[closed]
+            client = AsyncOpenAI(
                 base_url=self.base_url,
                 api_key=self._api_key,
                 max_retries=0,  # we retry ourselves, and never after text was shown
@@ -389,8 +396,8 @@ class OpenAIProvider:
                     connect=self.connect_timeout,
                 ),
             )
-            self._client_loop = loop
-        return self._client
+            self._clients[loop] = client
+        return client
 
 
 def _classify_status(status: int) -> tuple[str, bool]:

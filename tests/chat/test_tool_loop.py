@@ -15,7 +15,7 @@ from channels.testing import WebsocketCommunicator
 from chat.models import Message
 from supportbot.asgi import application
 from tests.chat.conftest import completions, new_session, parse_sse, send, use_models
-from tests.fakes.openai_server import Custom, Reply, ToolCall, ToolCallReply, tool_call
+from tests.fakes.openai_server import Custom, HttpError, Reply, ToolCall, ToolCallReply, tool_call
 from tools.models import Ticket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -384,3 +384,21 @@ async def test_an_ended_session_reads_its_tickets_but_opens_none(api, kb) -> Non
     )
     assert status.status_code == 200
     assert await Ticket.objects.acount() == 1
+
+
+async def test_a_failed_model_is_not_asked_again_in_the_same_turns_later_rounds(
+    api, primary, kb
+) -> None:
+    # The primary fails (HTTP 500, its retry too); the offline assistant answers with a search,
+    # a tool round. Before, that round started the chain again at the primary: the client waited
+    # out every failing model twice (with default timeouts about three minutes for a stalled one).
+    primary.set_default(HttpError(500))
+    session_id = await new_session(api)
+    body = (await send(api, session_id, "How do I reset my password?")).json()
+    assert body["metadata"]["fallbackUsed"] is True
+    assert "kb.search" in [call["tool"] for call in body["toolCalls"]]
+    assert len(completions(primary)) == 2  # one attempt and its retry, once per turn
+
+    # The next turn tries the primary again (it may have recovered).
+    primary.set_default(Reply("Back again."))
+    assert (await send(api, session_id, "And now?")).json()["response"] == "Back again."
