@@ -14,7 +14,8 @@ pytest_plugins = ["tests.fakes.fixtures"]
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES", "").strip().lower() in {"1", "true", "yes"}
 
 
-def _reachable(url: str, default_port: int) -> bool:
+def reachable(url: str, default_port: int) -> bool:
+    """Whether a TCP connection to the URL's host and port opens within 2 s."""
     parsed = urlparse(url)
     try:
         with socket.create_connection(
@@ -34,7 +35,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if not os.environ["DATABASE_URL"].startswith("postgres"):
         pytest.exit("REQUIRE_SERVICES=1 needs DATABASE_URL on PostgreSQL", returncode=3)
     for name, port in (("DATABASE_URL", 5432), ("REDIS_URL", 6379)):
-        if not _reachable(os.environ[name], port):
+        if not reachable(os.environ[name], port):
             pytest.exit(f"REQUIRE_SERVICES=1 but {name} is unreachable", returncode=3)
 
 
