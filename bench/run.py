@@ -15,6 +15,7 @@ BENCHES = [
     "bench.pii_bench",
     "bench.content_bench",
     "bench.guard_bench",
+    "bench.body_bench",
 ]
 
 
