@@ -210,6 +210,19 @@ def _prepared_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
         yield database_name("template")
 
 
+@contextlib.contextmanager
+def running_server(
+    tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]
+) -> Iterator[LiveServer]:
+    """A live server with ``env`` (from ``live_env``) on an already prepared database, SIGKILLed
+    afterwards: nothing to see in its shutdown, and its database is dropped anyway."""
+    live = LiveServer(tmp_path_factory.mktemp("daphne"), env=env)
+    try:
+        yield live.start()
+    finally:
+        kill_server(live)
+
+
 def kill_server(server: LiveServer) -> None:
     """SIGKILL a live server's process group: no shutdown grace, nothing flushed."""
     process, server.process = server.process, None

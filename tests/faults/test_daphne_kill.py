@@ -18,7 +18,7 @@ import websockets
 from tests.fakes.live_server import LiveServer
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
 from tests.faults.clients import next_frame, stored_messages, ws_chat, ws_connect
-from tests.faults.conftest import RedisProcess, kill_server, live_env
+from tests.faults.conftest import RedisProcess, kill_server, live_env, running_server
 
 TURN_LEASE_SECONDS = 3.0
 QUICK = "Short answer from the model."
@@ -46,11 +46,8 @@ def server(
         model_url=model.base_url,
         TURN_LEASE_SECONDS=f"{TURN_LEASE_SECONDS:g}",
     )
-    live = LiveServer(tmp_path_factory.mktemp("daphne"), env=env)
-    try:
-        yield live.start()
-    finally:
-        kill_server(live)  # nothing to see in its shutdown here; the database is dropped anyway
+    with running_server(tmp_path_factory, env) as live:
+        yield live
 
 
 async def resume(server: LiveServer, session_id: str, last_seq: int) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ import pytest
 from tests.fakes.live_server import LiveServer
 from tests.fakes.openai_server import Custom, Drop, FakeOpenAIServer, HttpError, Reply, Stall
 from tests.faults.clients import WsTurn, next_frame, rest_chat, stored_messages, ws_chat, ws_connect
-from tests.faults.conftest import RedisProcess, kill_server, live_env
+from tests.faults.conftest import RedisProcess, live_env, running_server
 
 FIRST_TOKEN_TIMEOUT = 2.0
 INTER_TOKEN_TIMEOUT = 1.0
@@ -81,11 +81,8 @@ def server(
         # The scenarios fail side by side: the breaker must not turn one's fault into another's.
         LLM_BREAKER_THRESHOLD="100",
     )
-    live = LiveServer(tmp_path_factory.mktemp("daphne"), env=env)
-    try:
-        yield live.start()
-    finally:
-        kill_server(live)  # nothing to see in its shutdown here; the database is dropped anyway
+    with running_server(tmp_path_factory, env) as live:
+        yield live
 
 
 def told(turn: WsTurn) -> str:

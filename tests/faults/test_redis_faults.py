@@ -31,7 +31,7 @@ from tests.faults.clients import (
     ws_chat,
     ws_connect,
 )
-from tests.faults.conftest import RedisProcess, kill_server, live_env
+from tests.faults.conftest import RedisProcess, live_env, running_server
 
 IDLE_SOCKETS = 20
 IDLE_SECONDS = 30.0
@@ -70,11 +70,8 @@ def server(
         CELERY_TASK_ALWAYS_EAGER="false",
         WORKFLOW_LEASE_SECONDS=f"{WORKFLOW_LEASE_SECONDS:g}",
     )
-    live = LiveServer(tmp_path_factory.mktemp("daphne"), env=env)
-    try:
-        yield live.start()
-    finally:
-        kill_server(live)  # nothing to see in its shutdown here; the database is dropped anyway
+    with running_server(tmp_path_factory, env) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +209,18 @@ class Traffic:
     workflows: list[Submitted] = field(default_factory=list)
     done: bool = False  # clients start no new message (a WebSocket one finishes its last)
 
+    def send(self, client: str, session_id: str, number: int) -> Sent:
+        """Record the client's ``number``-th message, about to be sent."""
+        sent = Sent(
+            client=client,
+            session_id=session_id,
+            content=f"Customer {client} asks question {number} about a password reset",
+            request_id=f"{client}-{number}",
+            phase=self.phase(),
+        )
+        self.sent.append(sent)
+        return sent
+
     def phase(self) -> str:
         if self.done:
             return "done"
@@ -226,14 +235,7 @@ async def rest_client(
     number = 0
     while traffic.phase() != "done":
         number += 1
-        sent = Sent(
-            client=name,
-            session_id=session_id,
-            content=f"Customer {name} asks question {number} about a password reset",
-            request_id=f"{name}-{number}",
-            phase=traffic.phase(),
-        )
-        traffic.sent.append(sent)
+        sent = traffic.send(name, session_id, number)
         turn = await rest_chat(
             client, session_id, sent.content, sent.request_id, stream=stream, within=20
         )
@@ -342,14 +344,7 @@ async def ws_client(traffic: Traffic, server: LiveServer, name: str, session_id:
                     continue
             if sent is None:
                 number += 1
-                sent = Sent(
-                    client=name,
-                    session_id=session_id,
-                    content=f"Customer {name} asks question {number} about a password reset",
-                    request_id=f"{name}-{number}",
-                    phase=traffic.phase(),
-                )
-                traffic.sent.append(sent)
+                sent = traffic.send(name, session_id, number)
             turn: WsTurn = await ws_chat(ws, session_id, sent.content, sent.request_id, within=20)
             sent.waits.append(turn.waited)
             if turn.received is not None:
