@@ -11,16 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from chat.guards.content import (
-    CATEGORIES,
-    RULES,
-    ContentVerdict,
-    _plain,
-    _scan,
-    check_reply,
-    classify_message,
-    profanity_model,
-)
+from chat.guards.content.classify import classify_message
+from chat.guards.content.leaks import check_reply
+from chat.guards.content.normalise import plain
+from chat.guards.content.profanity import profanity_model
+from chat.guards.content.rules import RULES, Rule, scan
+from chat.guards.content.verdict import CATEGORIES, ContentVerdict
 
 SYSTEM_PROMPT = (Path(__file__).resolve().parents[2] / "chat" / "prompts" / "system.md").read_text(
     encoding="utf-8"
@@ -271,11 +267,9 @@ def test_verdict_shape() -> None:
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.name)
 def test_rule_matches_its_example(rule: object) -> None:
-    from chat.guards.content import Rule
-
     assert isinstance(rule, Rule)
     assert rule.category in CATEGORIES
-    assert rule.name in [hit.name for hit in _scan(_plain(rule.example))]
+    assert rule.name in [hit.name for hit in scan(plain(rule.example))]
 
 
 def test_pathological_input_gets_a_verdict() -> None:
