@@ -47,7 +47,7 @@ Method = Callable[[str, int], list[str]]
 
 def full_text(query: str, k: int) -> list[str]:
     """Full-text ranking alone (FTS5 or PostgreSQL full-text): ``search_articles``, no vectors."""
-    from tools.kb import search_articles  # needs Django set up, so not at import time
+    from tools.kb.search import search_articles  # needs Django set up, so not at import time
 
     return [hit.id for hit in search_articles(query=query, max_results=k, semantic=False).hits]
 
@@ -61,7 +61,7 @@ def embeddings_only(query: str, k: int) -> list[str]:
 
 def hybrid(query: str, k: int) -> list[str]:
     """The production search with ``EMBEDDINGS_MODEL``: both rankings, reciprocal rank fusion."""
-    from tools.kb import search_articles
+    from tools.kb.search import search_articles
 
     return [hit.id for hit in search_articles(query=query, max_results=k).hits]
 
@@ -244,7 +244,7 @@ def scratch_database() -> Iterator[str]:
         else:
             call_command("migrate", "tools", verbosity=0)
         try:
-            from tools.kb import import_articles
+            from tools.kb.importer import import_articles
 
             report = import_articles(path=ROOT / "tools" / "starter_kb")
             if report.errors or report.imported != 40:

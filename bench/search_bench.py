@@ -113,7 +113,7 @@ def generate_articles(count: int, *, seed: int = 1042) -> list[Any]:
 
 
 def measure(*, repeat: int, label: str) -> dict[str, Any]:
-    from tools.kb import search_articles
+    from tools.kb.search import search_articles
 
     for query in QUERIES:  # warm caches: the page cache, prepared statements, the FTS index
         search_articles(query=query, max_results=5)
@@ -129,7 +129,8 @@ def measure(*, repeat: int, label: str) -> dict[str, Any]:
             search_articles(query=query, max_results=5, category="sync", tags=["windows"])
             filtered.append((time.perf_counter() - start) * 1000)
     # Passages are cached per article text; the same questions without that cache.
-    from tools.kb import _PG_STATISTICS, _analysed
+    from tools.kb.passages import _analysed
+    from tools.kb.postgres_statistics import _PG_STATISTICS
 
     cold: list[float] = []
     for query in QUERIES:
@@ -261,7 +262,7 @@ def main() -> int:
     else:
         call_command("migrate", "tools", verbosity=0)
     try:
-        from tools.kb import import_articles
+        from tools.kb.importer import import_articles
         from tools.models import Article
 
         import_articles(path=ROOT / "tools" / "starter_kb")

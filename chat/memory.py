@@ -269,7 +269,7 @@ _RESOLVED = re.compile(
 
 def topic_of(text: str) -> str | None:
     """The knowledge-base category a customer message is about, when one clearly fits."""
-    from tools.kb import search_articles
+    from tools.kb.search import search_articles
 
     if _RESOLVED.search(text):
         return None

@@ -14,7 +14,7 @@ from pydantic import ConfigDict, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 from supportbot.errors import ApiError
-from tools.kb import MAX_RESULTS_LIMIT, search_articles
+from tools.kb.search import MAX_RESULTS_LIMIT, search_articles
 
 MAX_QUERY_CHARS = 500
 

@@ -16,7 +16,7 @@ from django.core.validators import validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from tools.kb import MAX_RESULTS_LIMIT, RELEVANCE_FLOOR, search_articles
+from tools.kb.search import MAX_RESULTS_LIMIT, RELEVANCE_FLOOR, search_articles
 from tools.registry import Tool, ToolContext, ToolFailure, ToolRegistry, ToolResult
 from tools.tickets import TicketData, TicketNotFound, ticket_create, ticket_for_session, ticket_wire
 

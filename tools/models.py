@@ -3,7 +3,7 @@
 The full-text index is not a Django field. It is maintained by the database itself, so every
 write path (admin, ``loadkb``, ORM ``save``/``update``/``delete``, raw SQL) keeps it in sync:
 on SQLite an FTS5 table fed by triggers, on PostgreSQL a generated ``tsvector`` column. Both are
-created in ``tools/migrations/0002_search_index.py``; ``tools/kb.py`` queries them.
+created in ``tools/migrations/0002_search_index.py``; ``tools/kb/`` queries them.
 """
 
 from __future__ import annotations

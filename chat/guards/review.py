@@ -32,7 +32,7 @@ from chat.guards.ratelimit import client_label
 from chat.guards.security import security_event
 from chat.models import ChatSession, Message, PiiAllowlistEntry, ReviewItem
 from supportbot.errors import ApiError
-from tools.kb import published_addresses
+from tools.kb.published import published_addresses
 
 log = structlog.get_logger("chat.guards.review")
 

@@ -28,7 +28,8 @@ from chat.llm.base import (
     Usage,
 )
 from supportbot.ids import new_tool_call_id
-from tools.kb import RELEVANCE_FLOOR, ArticleHit, query_terms, search_articles
+from tools.kb.query import query_terms
+from tools.kb.search import RELEVANCE_FLOOR, ArticleHit, search_articles
 
 MIN_RELEVANCE = RELEVANCE_FLOOR
 # A second or third passage must be at least this fraction as relevant as the first.

@@ -11,7 +11,7 @@ import pytest
 
 from chat.llm.base import CompletionRequest, Finish, Provider, TextDelta, Usage
 from chat.llm.offline import OfflineAssistant, _ticket_request, detect_intents, search_text
-from tools.kb import import_articles
+from tools.kb.importer import import_articles
 
 STARTER_KB = Path(__file__).resolve().parents[2] / "tools" / "starter_kb"
 

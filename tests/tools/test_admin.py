@@ -8,7 +8,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from tools.kb import import_articles, search_articles
+from tools.kb.importer import import_articles
+from tools.kb.search import search_articles
 from tools.models import Article
 
 STARTER_KB = Path(__file__).resolve().parents[2] / "tools" / "starter_kb"

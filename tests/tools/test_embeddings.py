@@ -14,7 +14,8 @@ from django.core.management import call_command
 from tests.chat.conftest import closed_port_url
 from tools import embeddings
 from tools.embeddings import chunk_article, fuse, index_articles, semantic_search
-from tools.kb import import_articles, search_articles
+from tools.kb.importer import import_articles
+from tools.kb.search import search_articles
 from tools.models import Article, ArticleChunk
 
 STARTER_KB = Path(__file__).resolve().parents[2] / "tools" / "starter_kb"

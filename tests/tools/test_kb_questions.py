@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.kb_bench import KINDS, QUESTIONS, load_questions
-from tools.kb import parse_article_file
+from tools.kb.importer import parse_article_file
 
 STARTER_KB = Path(__file__).resolve().parents[2] / "tools" / "starter_kb"
 

@@ -11,7 +11,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from tools.kb import import_articles, search_articles
+from tools.kb.importer import import_articles
+from tools.kb.search import search_articles
 from tools.models import Article
 
 STARTER_KB = Path(__file__).resolve().parents[2] / "tools" / "starter_kb"

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from django.db import connection, transaction
 
-from tools.kb import CANDIDATE_BUDGET, import_articles, search_articles
+from tools.kb.importer import import_articles
+from tools.kb.ranking import CANDIDATE_BUDGET
+from tools.kb.search import search_articles
 from tools.models import Article
 
 STARTER_KB = Path(__file__).resolve().parents[2] / "tools" / "starter_kb"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from tools.kb import import_articles
+from tools.kb.importer import import_articles
 
 STARTER_KB = Path(__file__).resolve().parents[2] / "tools" / "starter_kb"
 URL = "/api/tools/search"

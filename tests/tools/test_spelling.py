@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tools import spelling
-from tools.kb import import_articles, search_articles
+from tools.kb.importer import import_articles
+from tools.kb.search import search_articles
 from tools.models import Article
 from tools.spelling import Vocabulary, damerau
 

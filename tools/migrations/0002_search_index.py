@@ -7,7 +7,7 @@ Django *remake* ``tools_article`` on SQLite (most ``AlterField``s) drops these t
 renumber rowids, so such a migration must run ``install_sqlite`` below again (it rebuilds).
 
 PostgreSQL: a stored generated ``tsvector`` (title weight A, body weight B, tags weight C; the
-weight each label counts for is chosen at query time in ``tools/kb.py``) with a GIN index.
+weight each label counts for is chosen at query time in ``tools/kb/postgres.py``) with a GIN index.
 """
 
 from __future__ import annotations

@@ -8,13 +8,14 @@ times the reading itself. Existing rows are rewritten once so they take the new 
 ``title_vector`` holds only the title (weight A) and tags (weight C), the same lexemes and labels
 as those parts of ``search_vector``, in a few hundred bytes. With its own GIN index it finds the
 articles naming a question word in their title or tags without touching the rest, and its
-ts_rank_cd gives the title-and-tags bonus (``tools/kb.py``).
+ts_rank_cd gives the title-and-tags bonus (``tools/kb/postgres.py``).
 
 ``tools_article_search_stamp`` holds one random value, replaced by every statement that writes
 ``tools_article`` (a statement trigger, so ``QuerySet.update``, raw SQL and TRUNCATE count too;
-ENABLE ALWAYS, so it also fires when logical replication applies changes). ``tools/kb.py``
-caches per-word match sets under it. Being a row, it is read in the same snapshot as the
-matches it labels; being random, a value from a rolled-back write never comes back. Writers of
+ENABLE ALWAYS, so it also fires when logical replication applies changes).
+``tools/kb/postgres_statistics.py`` caches per-word match sets under it. Being a row, it is read
+in the same snapshot as the matches it labels; being random, a value from a rolled-back write
+never comes back. Writers of
 articles queue on that row until they commit, which suits a knowledge base edited now and then;
 the trigger runs before its statement locks any article row, so writers that lock articles
 only by writing them cannot deadlock on it.

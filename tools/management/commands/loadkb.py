@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tools.embeddings import index_articles
-from tools.kb import import_articles
+from tools.kb.importer import import_articles
 
 STARTER_KB = Path(__file__).resolve().parents[2] / "starter_kb"
 
