@@ -16,12 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from asgiref.sync import async_to_sync
 from django.conf import settings
 
 from chat.llm.base import CompletionRequest, Finish, ProviderError, TextDelta
+from chat.llm.chain import close_loop_clients, get_chain
 from chat.models import ChatSession, Message
 from chat.tokens import count_message_tokens
 from supportbot.db import write_transaction
+from tools.kb.search import search_articles
 
 log = structlog.get_logger("chat.memory")
 
@@ -180,8 +183,6 @@ def summary_due(session: ChatSession) -> int | None:
 
 async def summarize_with_model(previous: str, messages: list[Message]) -> str | None:
     """Ask the configured models (never the offline assistant) for a new summary."""
-    from chat.llm.chain import get_chain
-
     transcript = "\n".join(f"{m.role}: {m.content}" for m in messages if m.role in CONTEXT_ROLES)
     request = CompletionRequest(
         messages=[
@@ -220,8 +221,6 @@ async def summarize_with_model(previous: str, messages: list[Message]) -> str | 
 async def _summarize_on_own_loop(previous: str, messages: list[Message]) -> str | None:
     """``summarize_with_model`` on the loop ``async_to_sync`` makes for it, closing the model
     clients it opened before that loop closes."""
-    from chat.llm.chain import close_loop_clients
-
     try:
         return await summarize_with_model(previous, messages)
     finally:
@@ -230,8 +229,6 @@ async def _summarize_on_own_loop(previous: str, messages: list[Message]) -> str 
 
 def summarize_session(*, session_id: str) -> bool:
     """Fold all but the last MEMORY_KEEP_RECENT messages when the threshold is passed."""
-    from asgiref.sync import async_to_sync
-
     session = ChatSession.objects.filter(pk=session_id).first()
     if session is None:
         return False
@@ -269,8 +266,6 @@ _RESOLVED = re.compile(
 
 def topic_of(text: str) -> str | None:
     """The knowledge-base category a customer message is about, when one clearly fits."""
-    from tools.kb.search import search_articles
-
     if _RESOLVED.search(text):
         return None
     hits = search_articles(query=text, max_results=1).hits

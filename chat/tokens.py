@@ -30,6 +30,8 @@ def _counter() -> Callable[[str], int]:
     if not os.environ.get("TIKTOKEN_CACHE_DIR"):
         return _estimate
     try:
+        # Imported only when an encoding is cached: without one tiktoken is never used, so those
+        # processes skip its import (~25 ms), and a broken install degrades to the estimate.
         import tiktoken
 
         encoding = tiktoken.get_encoding("o200k_base")

@@ -17,6 +17,7 @@ import structlog
 from django.conf import settings
 
 from chat.llm.base import CompletionRequest, Finish, Provider, ProviderError, StreamEvent, TextDelta
+from chat.llm.offline import OfflineAssistant
 from chat.llm.openai_provider import OpenAIProvider
 from supportbot.breaker import CircuitBreaker
 
@@ -164,10 +165,6 @@ def _all_failed(failures: list[ProviderError]) -> ProviderError:
 
 def build_chain() -> ModelChain:
     """The chain the settings describe: primary and fallback when configured, offline last."""
-    # Imported here: the offline assistant pulls in the knowledge base, which the chain itself
-    # does not need.
-    from chat.llm.offline import OfflineAssistant
-
     links: list[Link] = []
     if settings.LLM_BASE_URL and settings.LLM_MODEL:
         primary = _openai_provider(

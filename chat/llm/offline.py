@@ -195,24 +195,35 @@ def compose_reply(
     """The offline answer to ``question`` given its search ``hits`` (best first) and, when the
     tools ran, what they found (``findings``; without it the answer says what to do instead)."""
     intents = detect_intents(question)
-    needs_tools = intents.needs_tools
-    blocks: list[str] = []
     if intents.small_talk_only:
-        if intents.thanks:
-            blocks.append(
-                "You're welcome! If anything else comes up, just ask. I'm answering without a "
-                "language model right now, straight from the help centre."
-            )
-        else:
-            blocks.append(
-                "Hello! I'm the offline assistant, answering without a language model right now. "
-                "Ask me about your account, billing, sync, sharing or security and I'll point "
-                "you to the right help-centre article."
-            )
-        return _reply(blocks, [])
-
+        return _reply([_small_talk_block(intents)], [])
     passages = relevant_hits(hits)
-    blocks.append(OFFLINE_NOTICE)
+    blocks = [
+        OFFLINE_NOTICE,
+        *_request_blocks(intents, findings),
+        *_passage_blocks(passages, needs_tools=intents.needs_tools),
+    ]
+    return _reply(blocks, passages)
+
+
+def _small_talk_block(intents: Intents) -> str:
+    """The whole answer to a greeting or a thank-you."""
+    if intents.thanks:
+        return (
+            "You're welcome! If anything else comes up, just ask. I'm answering without a "
+            "language model right now, straight from the help centre."
+        )
+    return (
+        "Hello! I'm the offline assistant, answering without a language model right now. "
+        "Ask me about your account, billing, sync, sharing or security and I'll point "
+        "you to the right help-centre article."
+    )
+
+
+def _request_blocks(intents: Intents, findings: ToolFindings | None) -> list[str]:
+    """What the answer says about a ticket's status, a new ticket and a human agent: what the
+    tools found, or (offered none) what the customer can do instead."""
+    blocks: list[str] = []
     if findings is not None and (findings.status or findings.status_error):
         blocks.append(_status_block(intents.ticket_id or "", findings))
     elif intents.ticket_id:
@@ -246,19 +257,26 @@ def compose_reply(
             "it over. Describe your issue in your next message, so the person who picks it up "
             "has the details."
         )
+    return blocks
+
+
+def _passage_blocks(passages: Sequence[Passage | ArticleHit], *, needs_tools: bool) -> list[str]:
+    """The quoted passages with links to their articles, or (for a plain question) the plain
+    statement that the help centre has nothing on it."""
     if passages:
         lead = "This is what the help centre says" if needs_tools else "Here is what I found"
-        blocks.append(f"{lead}:" if len(passages) == 1 else f"{lead}, most relevant first:")
+        blocks = [f"{lead}:" if len(passages) == 1 else f"{lead}, most relevant first:"]
         for hit in passages:
             quoted = "\n".join(f"> {line}" if line else ">" for line in hit.passage.splitlines())
             blocks.append(f"**[{hit.title}]({hit.url})**\n{quoted}")
-    elif not needs_tools:
-        blocks.append(
+        return blocks
+    if not needs_tools:
+        return [
             "I couldn't find anything in the help centre about that, and I'd rather not guess. "
             'You can ask for a human agent ("talk to a human"), or describe the problem in '
             "detail so an agent can open a ticket for you."
-        )
-    return _reply(blocks, passages)
+        ]
+    return []
 
 
 def _when(epoch_ms: Any) -> str:

@@ -37,6 +37,8 @@ RETRYABLE_KINDS = frozenset({"timeout", "connection", "rate_limited", "http_5xx"
 # The request itself (or our key) is wrong: repeating it cannot help.
 PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 422})
 CHECK_TIMEOUT = 3.0
+# What ``_next_chunk`` returns once the body is done (a chunk itself may be any JSON value).
+_END_OF_STREAM = object()
 
 
 @dataclass
@@ -152,41 +154,16 @@ class OpenAIProvider:
     async def _stream_once(
         self, request: CompletionRequest, state: _Attempt
     ) -> AsyncGenerator[StreamEvent, None]:
+        """One attempt: its text deltas as they come, then its tool calls and ``Finish``."""
         loop = asyncio.get_running_loop()
         # The first-token budget counts from the request start, connecting included.
         first_token_deadline = loop.time() + self.first_token_timeout
-        try:
-            async with asyncio.timeout_at(first_token_deadline):
-                # The low-level post of the same client, with chunks left as parsed JSON:
-                # chat.completions.create() runs a pure-Python transform over every message
-                # (~34 ms per call at 100 messages) and builds a model object per chunk
-                # (~0.2 ms each); our arguments are plain JSON already.
-                stream = await self._openai().post(
-                    "/chat/completions",
-                    body=self._create_args(request),
-                    cast_to=object,
-                    stream=True,
-                    stream_cls=AsyncStream[object],
-                )
-        except TimeoutError:
-            raise self._timeout(state) from None
-        except (openai.OpenAIError, ValueError) as exc:
-            raise self._wrap(exc, emitted_text=False) from None
-
+        stream = await self._open_stream(request, state, first_token_deadline)
         try:
             while True:
-                deadline = (
-                    first_token_deadline
-                    if state.first_token_at is None
-                    else loop.time() + self.inter_token_timeout
-                )
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        chunk = await anext(stream)
-                except StopAsyncIteration:
+                chunk = await self._next_chunk(stream, state, first_token_deadline)
+                if chunk is _END_OF_STREAM:
                     break
-                except TimeoutError:
-                    raise self._timeout(state) from None
                 for event in self._absorb(chunk, state):
                     yield event
         except (openai.OpenAIError, ValueError) as exc:
@@ -206,11 +183,55 @@ class OpenAIProvider:
             )
         for call in self._tool_calls(state):
             yield call
+        yield self._finish(state, finish_reason=state.finish_reason)
+
+    async def _open_stream(
+        self, request: CompletionRequest, state: _Attempt, first_token_deadline: float
+    ) -> AsyncStream[object]:
+        """Send the request; the response must start before ``first_token_deadline``."""
+        try:
+            async with asyncio.timeout_at(first_token_deadline):
+                # The low-level post of the same client, with chunks left as parsed JSON:
+                # chat.completions.create() runs a pure-Python transform over every message
+                # (~34 ms per call at 100 messages) and builds a model object per chunk
+                # (~0.2 ms each); our arguments are plain JSON already.
+                return await self._openai().post(
+                    "/chat/completions",
+                    body=self._create_args(request),
+                    cast_to=object,
+                    stream=True,
+                    stream_cls=AsyncStream[object],
+                )
+        except TimeoutError:
+            raise self._timeout(state) from None
+        except (openai.OpenAIError, ValueError) as exc:
+            raise self._wrap(exc, emitted_text=False) from None
+
+    async def _next_chunk(
+        self, stream: AsyncStream[object], state: _Attempt, first_token_deadline: float
+    ) -> object:
+        """The next chunk (parsed JSON), or ``_END_OF_STREAM``; waits until the first-token
+        deadline while nothing has come yet, then at most the inter-token timeout."""
+        deadline = (
+            first_token_deadline
+            if state.first_token_at is None
+            else asyncio.get_running_loop().time() + self.inter_token_timeout
+        )
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await anext(stream)
+        except StopAsyncIteration:
+            return _END_OF_STREAM
+        except TimeoutError:
+            raise self._timeout(state) from None
+
+    def _finish(self, state: _Attempt, *, finish_reason: str) -> Finish:
+        """The ``Finish`` of a complete attempt, logged with its timings and token counts."""
         finish = Finish(
             provider=self.name,
             model=state.model or self.model,
             usage=state.usage or Usage(),
-            finish_reason=state.finish_reason,
+            finish_reason=finish_reason,
         )
         logger.info(
             "llm.stream.finished",
@@ -227,7 +248,7 @@ class OpenAIProvider:
             completion_tokens=finish.usage.completion_tokens,
             tool_calls=len(state.tool_calls),
         )
-        yield finish
+        return finish
 
     def _create_args(self, request: CompletionRequest) -> dict[str, Any]:
         args: dict[str, Any] = {
