@@ -18,7 +18,7 @@ messages blocked. Every obfuscated or padded attack was caught in those first ru
 plain paraphrases that no rule anticipates were not. The rules are a first line, not the defence.
 
 Prints a table, PASS or MISS against ``TARGETS`` (the exit code is 0 either way: a shortfall is
-a finding, not a crash) and, last, one JSON line with the figures. No Django, no database.
+a finding, not a crash) and, last, one JSON line with the figures. No database.
 
     .venv/bin/python -m bench.content_bench [--quick]
 """
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.django_setup import setup
 from bench.search_bench import percentile
 
 MESSAGES = Path(__file__).resolve().with_name("content_messages.jsonl")
@@ -218,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--quick", action="store_true", help="one timed pass instead of three (same verdicts)"
     )
     args = parser.parse_args(argv)
+    setup()
     messages = load_messages()
     result = evaluate(messages, passes=1 if args.quick else 3)
     result["targets"] = verdicts(result)

@@ -71,9 +71,11 @@ def baseline_stage(text: str, session_id: str, client: str) -> None:
 
 
 def guard_stage(text: str, session_id: str, client: str) -> None:
-    from chat.guards import ContentBlocked, GuardInput, limit_turn, ratelimit, screen_message
+    from chat.guards import ContentBlocked, GuardInput, limit_turn, screen_message
+    from supportbot import ratelimit
+    from supportbot.clients import client_label
 
-    ratelimit.hit(("ip_api_requests", ratelimit.client_label(client)), client_ip=client)
+    ratelimit.hit(("ip_api_requests", client_label(client)), client_ip=client)
     limit_turn(session_id=session_id, client_ip=client, transport="rest")
     from chat.guards.review import current_allowlist
 
@@ -144,7 +146,7 @@ def measure_reply(runs: int, repeat: int = 200) -> dict[str, Any]:
 def high_limits() -> None:
     from django.conf import settings
 
-    from chat.guards import ratelimit
+    from supportbot import ratelimit
 
     settings.RATE_LIMITS_ENABLED = True
     for spec in ratelimit.configured_limits().values():
@@ -168,7 +170,7 @@ def main() -> int:
     from django.conf import settings
     from django.core.management import call_command
 
-    from chat.guards import ratelimit
+    from supportbot import ratelimit
 
     call_command("migrate", verbosity=0)
     devnull = open(os.devnull, "w")  # noqa: SIM115 (open for the whole run)

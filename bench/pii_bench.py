@@ -38,7 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chat.guards.pii import KINDS, PiiMatch, StreamRedactor, find_pii, redact_pii
+from bench.django_setup import setup
+
+setup()
+from chat.guards.pii import KINDS, PiiMatch, StreamRedactor, find_pii, redact_pii  # noqa: E402
 
 SENTENCES = Path(__file__).resolve().with_name("pii_sentences.jsonl")
 QUESTIONS = Path(__file__).resolve().with_name("kb_questions.jsonl")  # plain customer questions

@@ -8,27 +8,27 @@ from typing import Any
 
 import pydantic
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from ninja import Field, Query, Router, Schema
 
-from chat.guards import ratelimit
+from chat import wire
 from chat.guards.review import report_message
 from chat.guards.validation import unstorable
-from chat.pipeline import (
+from chat.pipeline import run_turn
+from chat.sessions import recent_messages, session_create, session_end, session_get
+from chat.turn_events import (
     TokenDelta,
     ToolStarted,
     TurnDone,
     TurnEvent,
     TurnFailed,
     UserMessageStored,
-    run_turn,
 )
-from chat.sessions import ms, session_create, session_end, session_get, session_wire
-from chat.turns import event_typing
+from supportbot import ratelimit
+from supportbot.clients import client_ip
 from supportbot.errors import ApiError, describe_validation_errors, error_body, now_ms
 from supportbot.ids import CLIENT_REQUEST_ID_RE, require_session_id
-from supportbot.middleware import client_ip, json_error, parse_json_object
+from supportbot.middleware import json_error, parse_json_object
 
 router = Router(tags=["chat"])
 
@@ -61,10 +61,6 @@ class SessionQuery(Schema):
     include_summary: bool = True
 
 
-def _configuration() -> dict[str, Any]:
-    return {"voiceEnabled": False, "toolsEnabled": False, "maxTokens": settings.LLM_MAX_TOKENS}
-
-
 @router.post(
     "/session",
     response={201: dict},
@@ -87,14 +83,7 @@ async def create_session(request: HttpRequest) -> JsonResponse:
         user_id=payload.userId, metadata=payload.metadata, client_ip=client_ip(request)
     )
     request.log_session_id = session.id  # type: ignore[attr-defined]
-    body = {
-        "sessionId": session.id,
-        "createdAt": ms(session.created_at),
-        "expiresAt": ms(session.expires_at),
-        "status": "active",
-        "configuration": _configuration(),
-    }
-    return JsonResponse(body, status=201)
+    return JsonResponse(wire.session_created(session), status=201)
 
 
 @router.get("/session/{session_id}", response=dict, summary="A session and its recent messages")
@@ -102,23 +91,15 @@ async def get_session(
     request: HttpRequest, session_id: str, query: Query[SessionQuery]
 ) -> dict[str, Any]:
     session = await sync_to_async(session_get)(session_id=session_id)
-    return await sync_to_async(session_wire)(
-        session, limit=query.limit, offset=query.offset, include_summary=query.include_summary
-    )
+    recent = await sync_to_async(recent_messages)(session, limit=query.limit, offset=query.offset)
+    return wire.session(session, recent, include_summary=query.include_summary)
 
 
 @router.delete("/session/{session_id}", response=dict, summary="End a session")
 async def delete_session(request: HttpRequest, session_id: str) -> dict[str, Any]:
     session = await sync_to_async(session_end)(session_id=session_id)
     assert session.ended_at is not None
-    return {
-        "sessionId": session.id,
-        "status": "ended",
-        "endedAt": ms(session.ended_at),
-        "summary": session.summary,
-        "messageCount": session.message_count,
-        "duration": (ms(session.ended_at) or 0) - (ms(session.created_at) or 0),
-    }
+    return wire.session_ended(session)
 
 
 @router.post(
@@ -144,14 +125,7 @@ async def report_answer(request: HttpRequest, session_id: str) -> JsonResponse:
     item = await sync_to_async(report_message)(
         session_id=session_id, message_id=payload.messageId, reason=reason, client_ip=ip
     )
-    body = {
-        "reportId": f"rpt_{item.pk}",
-        "sessionId": item.session_id,
-        "messageId": item.message_id,
-        "status": item.status,
-        "createdAt": ms(item.created_at),
-    }
-    return JsonResponse(body, status=201)
+    return JsonResponse(wire.report(item), status=201)
 
 
 @router.post("/chat", response=dict, summary="Send a message; JSON or Server-Sent Events")
@@ -181,7 +155,7 @@ async def chat(request: HttpRequest, payload: ChatIn) -> HttpResponse | Streamin
         return response
     async for event in events:
         if isinstance(event, TurnDone):
-            return JsonResponse(event.rest_body())
+            return JsonResponse(wire.answer_rest(event))
         if isinstance(event, TurnFailed):
             return json_error(request, event.error)
     raise ApiError("INTERNAL_ERROR", "The turn ended without an answer.")
@@ -196,17 +170,14 @@ async def _sse(
 ) -> AsyncIterator[bytes]:
     """SSE frames: message_received, ai_token*, then ai_response or error (WebSocket names)."""
     if isinstance(first, UserMessageStored):
-        yield _frame(
-            "message_received",
-            {"messageId": first.message_id, "seq": first.seq, "requestId": first.request_id},
-        )
+        yield _frame("message_received", wire.message_received(first))
     async for event in events:
         if isinstance(event, TokenDelta):
-            yield _frame("ai_token", {"messageId": event.message_id, "delta": event.delta})
+            yield _frame("ai_token", wire.token_delta(event))
         elif isinstance(event, ToolStarted):
-            yield _frame("ai_typing", event_typing(event))
+            yield _frame("ai_typing", wire.typing(event))
         elif isinstance(event, TurnDone):
-            yield _frame("ai_response", event.rest_body())
+            yield _frame("ai_response", wire.answer_rest(event))
         elif isinstance(event, TurnFailed):
             body = error_body(
                 event.error,

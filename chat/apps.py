@@ -24,7 +24,7 @@ class ChatConfig(AppConfig):
 
 
 def _admit_tool(session_id: str) -> None:
-    from chat.guards import ratelimit
+    from supportbot import ratelimit
 
     ratelimit.hit(("global_tool_executions", ratelimit.GLOBAL), session_id=session_id)
 

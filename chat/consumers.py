@@ -35,13 +35,14 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chat import events, frames
-from chat.guards import ratelimit, sockets
+from chat import events, frames, wire
+from chat.guards import sockets
 from chat.lifecycle import watch_expiry
 from chat.sessions import last_stored_seq, messages_after, session_get
 from chat.turns import registry
-from supportbot.errors import ApiError, now_ms
-from supportbot.middleware import client_address
+from supportbot import ratelimit
+from supportbot.clients import scope_client_ip
+from supportbot.errors import ApiError
 
 log = structlog.get_logger("chat.consumers")
 
@@ -53,15 +54,6 @@ RESUME_BATCH = 200
 REMEMBERED_IDS = 512  # message ids this socket got directly, so fan-out does not repeat them
 
 Handler = Callable[["ChatConsumer", dict[str, Any], str | None], Awaitable[None]]
-
-
-def _client_ip(scope: dict[str, Any]) -> str:
-    """The client as ``supportbot.middleware.client_ip`` sees it on HTTP (proxies included)."""
-    client = scope.get("client") or ("", 0)
-    forwarded = b", ".join(
-        value for name, value in scope.get("headers") or () if name == b"x-forwarded-for"
-    )
-    return client_address(str(client[0] or ""), forwarded.decode("latin-1"))
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -125,7 +117,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             self.slot = await sockets.admit(
                 session_id=session.id,
-                client=_client_ip(self.scope),
+                client=scope_client_ip(self.scope),
                 watcher=self.watcher,
                 member=self.channel_name,
             )
@@ -141,13 +133,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
             for group in groups:
                 await self.channel_layer.group_add(group, self.channel_name)
                 self.joined.append(group)
-        data = {"sessionId": self.session_id, "serverTime": now_ms(), "capabilities": CAPABILITIES}
-        await self.send_frame("connection_established", data)
+        await self.send_frame(
+            "connection_established", wire.connection_established(self.session_id, CAPABILITIES)
+        )
         self.expiry_task = asyncio.ensure_future(
             watch_expiry(
                 session.id,
                 (session.status, session.expires_at),
-                warn=lambda data: self.send_frame("system_notification", data),
+                warn=lambda remaining, expires_at: self.send_frame(
+                    "system_notification", wire.expiry_warning(remaining, expires_at)
+                ),
                 gone=lambda: self._close_ended("This conversation has ended or expired."),
             )
         )
@@ -198,7 +193,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 ratelimit.hit(
                     ("session_ws_messages", self.session_id),
                     session_id=self.session_id,
-                    client_ip=_client_ip(self.scope),
+                    client_ip=scope_client_ip(self.scope),
                 )
             if frame is None:
                 assert bad_frame is not None
@@ -260,7 +255,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             content=content,
             request_id=request_id,
             metadata=data.get("metadata"),
-            client_ip=_client_ip(self.scope),
+            client_ip=scope_client_ip(self.scope),
             listener=self,
         )
 
@@ -280,22 +275,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
         while True:
             batch = await sync_to_async(messages_after)(self.session_id, cursor, RESUME_BATCH)
             for message in batch:
-                await self.send_frame("message", message, request_id)
+                await self.send_frame("message", wire.message(message), request_id)
             if batch:
-                cursor = batch[-1]["seq"]
+                cursor = batch[-1].seq
             if len(batch) < RESUME_BATCH:
                 break
         if cursor == last_seq and last_seq > 0:
             # Nothing after it: report the session's real last seq, never a number the client
             # made up (a client ahead of the server learns where the conversation really is).
             cursor = min(last_seq, await sync_to_async(last_stored_seq)(self.session_id))
-        await self.send_frame("resume_complete", {"lastSeq": cursor}, request_id)
+        await self.send_frame("resume_complete", wire.resume_complete(cursor), request_id)
 
     async def on_voice_input(self, frame: dict[str, Any], request_id: str | None) -> None:
         ratelimit.hit(
             ("session_voice", self.session_id),
             session_id=self.session_id,
-            client_ip=_client_ip(self.scope),
+            client_ip=scope_client_ip(self.scope),
         )
         duration = frames.data_of(frame).get("duration")
         limit = settings.RATE_LIMIT_VOICE_MAX_SECONDS
@@ -323,15 +318,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def session_typing(self, event: dict[str, Any]) -> None:
         if event.get("origin") != self.channel_name:
-            await self.send_frame(
-                "typing", {"sessionId": self.session_id, "isTyping": event["isTyping"]}
-            )
+            await self.send_frame("typing", wire.peer_typing(self.session_id, event["isTyping"]))
 
     async def session_notice(self, event: dict[str, Any]) -> None:
         if event.get("origin") != self.channel_name:
             await self.send_frame(
-                "system_notification",
-                {"level": event["level"], "message": event["message"], "actionRequired": False},
+                "system_notification", wire.notification(event["level"], event["message"])
             )
 
     async def session_workflow(self, event: dict[str, Any]) -> None:
@@ -339,10 +331,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def session_ended(self, event: dict[str, Any]) -> None:
         await self.send_frame(
-            "system_notification",
-            {"level": "info", "message": "This conversation has ended.", "actionRequired": False},
+            "system_notification", wire.notification("info", wire.SESSION_ENDED_NOTICE)
         )
-        await self._close_ended("This conversation has ended.")
+        await self._close_ended(wire.SESSION_ENDED_NOTICE)
 
 
 HANDLERS: dict[str, Handler] = {

@@ -32,8 +32,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from chat import wire
 from chat.models import Message
-from chat.sessions import message_wire
 from supportbot import metrics
 
 log = structlog.get_logger("chat.events")
@@ -74,7 +74,7 @@ async def publish_messages(
     (``message_received``, ``ai_response``) and skips the copy.
     """
     for message in messages:
-        event = {"type": "session.message", "message": message_wire(message), "origin": origin}
+        event = {"type": "session.message", "message": wire.message(message), "origin": origin}
         await _send(session_group(session_id), event)
 
 

@@ -13,7 +13,6 @@ import asyncio
 import gzip
 import hashlib
 import json
-import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -26,8 +25,8 @@ from django.core.files.storage import storages
 from django.utils import timezone
 
 from chat.models import ChatSession, Message, SessionArchive
-from chat.sessions import ms
 from supportbot.db import write_transaction
+from supportbot.errors import ms
 
 log = structlog.get_logger("chat.lifecycle")
 
@@ -127,28 +126,15 @@ def _expiry_state(session_id: str) -> tuple[str, datetime] | None:
     return None if row is None else (row[0], row[1])
 
 
-def expiry_warning(remaining_seconds: float, expires_at: datetime) -> dict[str, Any]:
-    """The ``system_notification`` data of an expiry warning."""
-    minutes = max(1, math.ceil(remaining_seconds / 60))
-    return {
-        "level": "warning",
-        "message": (
-            f"This conversation closes in about {minutes} minute{'s' if minutes != 1 else ''} "
-            "because it has been quiet. Send a message to keep it open."
-        ),
-        "actionRequired": True,
-        "expiresAt": ms(expires_at),
-    }
-
-
 async def watch_expiry(
     session_id: str,
     known: tuple[str, datetime] | None,
     *,
-    warn: Callable[[dict[str, Any]], Awaitable[None]],
+    warn: Callable[[float, datetime], Awaitable[None]],
     gone: Callable[[], Awaitable[None]],
 ) -> None:
-    """For one connected socket: ``warn`` SESSION_EXPIRY_WARNING_SECONDS before the session
+    """For one connected socket: ``warn(remaining_seconds, expires_at)``
+    SESSION_EXPIRY_WARNING_SECONDS before the session
     expires (again if activity moved the deadline and it comes close again), and call ``gone``
     once it has expired or ended. ``known`` is the (status, expires_at) already read, if any."""
     try:
@@ -161,7 +147,7 @@ async def _watch_expiry(
     session_id: str,
     known: tuple[str, datetime] | None,
     *,
-    warn: Callable[[dict[str, Any]], Awaitable[None]],
+    warn: Callable[[float, datetime], Awaitable[None]],
     gone: Callable[[], Awaitable[None]],
 ) -> None:
     warned_for: datetime | None = None
@@ -178,7 +164,7 @@ async def _watch_expiry(
         if remaining <= lead:
             if warned_for != expires_at:
                 warned_for = expires_at
-                await warn(expiry_warning(remaining, expires_at))
+                await warn(remaining, expires_at)
             wait = remaining
         else:
             wait = remaining - lead

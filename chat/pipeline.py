@@ -1,12 +1,14 @@
 """One turn of conversation, the same code for every transport (REST and WebSocket).
 
-``run_turn`` is an async generator of events: guard → persist the user message → remember →
-think (model chain) → persist the answer → deliver. Transports translate the events into their
-own frames. Refusals before anything is stored are raised as ``ApiError``; failures after the
-user message is stored are yielded as ``TurnFailed`` (the message stays, marked unanswered).
+``run_turn`` is an async generator of events (``chat.turn_events``): guard → persist the user
+message → remember → think (model chain, with tools) → persist the answer → deliver. Transports
+translate the events into their own frames (``chat.wire``). Refusals before anything is stored
+are raised as ``ApiError``; failures after the user message is stored are yielded as
+``TurnFailed`` (the message stays, marked unanswered).
 
 Every stored message is also published to the session's other sockets (``chat.events``) once it
-is committed; ``origin`` names the socket that asked, which gets its own frames instead.
+is committed; ``origin`` names the socket that asked, which gets its own frames instead. The
+guards are reached only through ``chat.guards``.
 """
 
 from __future__ import annotations
@@ -24,21 +26,28 @@ from django.conf import settings
 
 from chat import events
 from chat.guards import (
+    EMPTY_ALLOWLIST,
+    WITHHELD_REPLY,
+    Allowlist,
+    Findings,
     GuardInput,
+    ReplyGuard,
+    admit_model_round,
+    admit_tool_call,
+    allowlist_for_async,
     limit_turn,
-    ratelimit,
+    record_findings,
+    record_reply_findings,
     redact_json,
+    reply_findings,
     screen_and_keep_blocked,
+    spend_tokens,
 )
-from chat.guards.pii import EMPTY_ALLOWLIST, Allowlist, Redaction, redact_pii
-from chat.guards.reply import WITHHELD_REPLY, ReplyGuard
-from chat.guards.review import Findings, allowlist_for_async, record_block, record_findings
-from chat.guards.security import security_event
 from chat.llm.base import CompletionRequest, Finish, ProviderError, TextDelta, ToolCallRequest
 from chat.llm.chain import get_chain
 from chat.memory import build_context, load_prompt, topic_of
 from chat.models import Message
-from chat.sessions import ms, session_get, validate_metadata
+from chat.sessions import session_get, validate_metadata
 from chat.store import (
     AnswerRecord,
     TurnBusy,
@@ -47,12 +56,21 @@ from chat.store import (
     begin_turn,
     fail_turn,
     finish_turn,
-    renew_lease,
+    keep_lease,
+)
+from chat.tasks import summarize_session_task
+from chat.turn import Answer, Turn
+from chat.turn_events import (
+    TokenDelta,
+    ToolStarted,
+    TurnEvent,
+    TurnFailed,
+    UserMessageStored,
+    done_from_message,
 )
 from supportbot import metrics
 from supportbot.db import refresh_kept_connections
 from supportbot.errors import ApiError
-from supportbot.ids import is_session_id, new_message_id
 from tools.registry import ToolContext, ToolNotFound, ToolOutcome, registry
 
 log = structlog.get_logger("chat.pipeline")
@@ -60,108 +78,7 @@ log = structlog.get_logger("chat.pipeline")
 BUSY_POLL_SECONDS = (0.01, 0.02, 0.05, 0.1, 0.2)
 
 
-@dataclass(frozen=True)
-class UserMessageStored:
-    message_id: str
-    seq: int
-    request_id: str | None
-
-
-@dataclass(frozen=True)
-class TokenDelta:
-    message_id: str
-    delta: str
-
-
-@dataclass(frozen=True)
-class TurnDone:
-    """The stored answer, in the shape both transports report."""
-
-    message_id: str
-    seq: int
-    session_id: str
-    content: str
-    timestamp: int
-    processing_ms: int
-    tool_calls: list[dict[str, Any]]
-    model: str
-    tokens_used: int
-    fallback_used: bool
-    citations: list[dict[str, str]] = field(default_factory=list)
-    replayed: bool = False
-
-    def rest_body(self) -> dict[str, Any]:
-        """POST /api/chat's response (API.md), plus ``seq`` and ``citations``."""
-        return {
-            "response": self.content,
-            "messageId": self.message_id,
-            "sessionId": self.session_id,
-            "seq": self.seq,
-            "timestamp": self.timestamp,
-            "processingTime": self.processing_ms,
-            "toolCalls": self.tool_calls,
-            "metadata": {
-                "aiModel": self.model,
-                "tokensUsed": self.tokens_used,
-                "fallbackUsed": self.fallback_used,
-                "citations": self.citations,
-            },
-        }
-
-    def ws_body(self) -> dict[str, Any]:
-        """The WebSocket ``ai_response`` data (API.md), plus tokens, fallback and citations."""
-        return {
-            "content": self.content,
-            "messageId": self.message_id,
-            "seq": self.seq,
-            "sessionId": self.session_id,
-            "timestamp": self.timestamp,
-            "toolCalls": self.tool_calls,
-            "metadata": {
-                "processingTime": self.processing_ms,
-                "aiModel": self.model,
-                "tokensUsed": self.tokens_used,
-                "fallbackUsed": self.fallback_used,
-                "citations": self.citations,
-            },
-        }
-
-
-@dataclass(frozen=True)
-class TurnFailed:
-    """No (complete) answer: the user message is kept; ``error`` tells the client why."""
-
-    error: ApiError
-    user_message_id: str
-
-
-@dataclass(frozen=True)
-class ToolStarted:
-    """A tool call is about to run; ``progress`` is what the user is shown meanwhile."""
-
-    call_id: str
-    tool: str
-    progress: str
-
-
-TurnEvent = UserMessageStored | TokenDelta | ToolStarted | TurnDone | TurnFailed
-
-
-def done_from_message(message: Message, *, replayed: bool = False) -> TurnDone:
-    return TurnDone(
-        message_id=message.id,
-        seq=message.seq,
-        session_id=message.session_id,
-        content=message.content,
-        timestamp=ms(message.created_at) or 0,
-        processing_ms=message.processing_ms or 0,
-        tool_calls=message.tool_calls,
-        model=message.model,
-        tokens_used=message.total_tokens,
-        fallback_used=message.fallback_used,
-        citations=list(message.metadata.get("citations", [])),
-        replayed=replayed,
-    )
+# --- starting a turn: the session's lease and the user message --------------------------------
 
 
 def _begin(
@@ -228,20 +145,7 @@ async def _acquire(
         attempt += 1
 
 
-async def _keep_lease(session_id: str, token: str) -> None:
-    """Renew the turn's lease every third of its length until cancelled (the turn is over)."""
-    while True:
-        await asyncio.sleep(settings.TURN_LEASE_SECONDS / 3)
-        try:
-            if not await sync_to_async(renew_lease)(session_id=session_id, token=token):
-                return
-        except Exception:
-            log.warning("lease_renewal_failed", session_id=session_id, exc_info=True)
-
-
 def _queue_summary(session_id: str) -> None:
-    from chat.tasks import summarize_session_task
-
     try:
         summarize_session_task.delay(session_id)
     except Exception:
@@ -262,10 +166,57 @@ def _finish(
     message, due = finish_turn(
         session_id=session_id, token=token, user=user, answer=answer, topic=topic
     )
-    _record_reply_findings(session_id, message.id, findings, blocked)
+    record_reply_findings(session_id, message.id, findings, blocked)
     if due:  # finish_turn has committed: the task sees the new messages
         _queue_summary(session_id)
     return message
+
+
+# --- the turn ----------------------------------------------------------------------------------
+
+
+def _require_live_session(session_id: Any) -> None:
+    """Refuse an unknown, expired or ended session. Runs first on the sockets' long-lived
+    database thread too, so a connection the database dropped is replaced before it is used."""
+    refresh_kept_connections()
+    session_get(session_id=session_id, allow_ended=False)
+
+
+@dataclass(frozen=True)
+class _Admitted:
+    """A message that passed the limits and the guards, ready to be stored."""
+
+    text: str
+    metadata: dict[str, Any]
+    findings: Findings
+    allowlist: Allowlist
+
+
+async def _admit(
+    *,
+    session_id: Any,
+    content: Any,
+    request_id: str | None,
+    metadata: Any,
+    client_ip: str,
+    transport: str,
+) -> _Admitted:
+    """Rate limits first (a refused request costs nothing else, not even a session read), then
+    the session (an unknown or ended one is refused before the message is looked at), then the
+    message's form and its guards."""
+    limit_turn(session_id=session_id, client_ip=client_ip, transport=transport)
+    await sync_to_async(_require_live_session)(session_id)
+    if not isinstance(content, str):
+        raise ApiError(
+            "INVALID_FIELD_VALUE", "message must be a string.", details={"field": "message"}
+        )
+    meta = validate_metadata(metadata)
+    allowlist = await allowlist_for_async() if settings.PII_REDACTION_ENABLED else EMPTY_ALLOWLIST
+    meta = redact_json(meta, allowlist, session_id=session_id, field="metadata")
+    screened = await screen_and_keep_blocked(
+        GuardInput(content, session_id, client_ip, transport, request_id or ""), allowlist
+    )
+    return _Admitted(screened.text, meta, screened.findings, allowlist)
 
 
 async def run_turn(
@@ -277,40 +228,23 @@ async def run_turn(
     client_ip: str = "",
     transport: str = "rest",
     origin: str | None = None,
-    session_checked: bool = False,
 ) -> AsyncIterator[TurnEvent]:
-    """Run one turn; see the module docstring for the order of things.
-
-    ``session_checked``: the caller has just seen the session live (a socket connected to it),
-    so only the id's form is checked here; starting the turn refuses it anyway if it has ended
-    or expired since. Otherwise an unknown session is refused before the message is looked at.
-    """
+    """Run one turn; see the module docstring for the order of things."""
     started = time.perf_counter()
-    # Rate limits first: a refused request costs nothing else (not even a session read).
-    limit_turn(session_id=session_id, client_ip=client_ip, transport=transport)
-    if session_checked:
-        if not is_session_id(session_id):
-            raise ApiError("INVALID_SESSION", "The session id is malformed.")
-    else:
-        await sync_to_async(session_get)(session_id=session_id, allow_ended=False)
-    if not isinstance(content, str):
-        raise ApiError(
-            "INVALID_FIELD_VALUE", "message must be a string.", details={"field": "message"}
-        )
-    meta = validate_metadata(metadata)
-    allowlist = await allowlist_for_async() if settings.PII_REDACTION_ENABLED else EMPTY_ALLOWLIST
-    meta = redact_json(meta, allowlist, session_id=session_id, field="metadata")
-    screened = await screen_and_keep_blocked(
-        GuardInput(content, session_id, client_ip, transport, request_id or ""), allowlist
+    admitted = await _admit(
+        session_id=session_id,
+        content=content,
+        request_id=request_id,
+        metadata=metadata,
+        client_ip=client_ip,
+        transport=transport,
     )
-    findings = screened.findings
-
     start, context = await _acquire(
         session_id=session_id,
-        content=screened.text,
+        content=admitted.text,
         request_id=request_id,
-        metadata=meta,
-        findings=findings,
+        metadata=admitted.metadata,
+        findings=admitted.findings,
     )
     yield UserMessageStored(start.user.id, start.user.seq, start.user.request_id)
     if isinstance(start, TurnReplay):
@@ -319,42 +253,20 @@ async def run_turn(
     # Published while the model thinks; the answer is published after it, in order. The turn
     # never waits on the fan-out (a Redis outage must not hold back or fail the answer).
     published = events.publish_soon(session_id, [start.user], origin=origin)
+    turn = Turn(session_id, client_ip, origin, started, start, admitted.allowlist, published)
 
     structlog.contextvars.bind_contextvars(session_id=session_id)
-    lease = asyncio.ensure_future(_keep_lease(session_id, start.token))
-    thinking = _think(session_id, start, context, started, origin, published, client_ip, allowlist)
+    lease = asyncio.ensure_future(keep_lease(session_id, start.token))
     try:
         # aclosing: a consumer that stops early closes _think at once, which records the turn.
-        async with contextlib.aclosing(thinking) as steps:
+        async with contextlib.aclosing(_think(turn, context)) as steps:
             async for event in steps:
                 yield event
     finally:
         lease.cancel()
 
 
-@dataclass
-class _Answer:
-    """What a turn's model rounds have produced so far."""
-
-    message_id: str
-    parts: list[str] = field(default_factory=list)
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    citations: list[dict[str, str]] = field(default_factory=list)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    finish: Finish | None = None
-    guard: ReplyGuard | None = None
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-    def cite(self, citations: Any) -> None:
-        seen = {c.get("id") for c in self.citations}
-        for citation in citations:
-            if citation.get("id") not in seen:
-                seen.add(citation.get("id"))
-                self.citations.append(dict(citation))
+# --- thinking: model rounds and tools ----------------------------------------------------------
 
 
 def _assistant_call_message(text: str, calls: list[ToolCallRequest]) -> dict[str, Any]:
@@ -372,12 +284,6 @@ def _assistant_call_message(text: str, calls: list[ToolCallRequest]) -> dict[str
     }
 
 
-def _spend_tokens(session_id: str, client_ip: str, tokens: int) -> None:
-    """Count a model call's real usage against the session's and the client's budgets."""
-    ratelimit.spend("session_tokens", session_id, tokens)
-    ratelimit.spend("ip_tokens", ratelimit.client_label(client_ip), tokens)
-
-
 def _tool_refused(call: ToolCallRequest, error: ApiError) -> ToolOutcome:
     return ToolOutcome(
         call_id=call.id,
@@ -390,29 +296,105 @@ def _tool_refused(call: ToolCallRequest, error: ApiError) -> ToolOutcome:
     )
 
 
+@dataclass
+class _Round:
+    """What one model call produced: its raw text and the tools it called."""
+
+    parts: list[str] = field(default_factory=list)
+    calls: list[ToolCallRequest] = field(default_factory=list)
+
+
+async def _model_round(
+    turn: Turn, request: CompletionRequest, result: _Round
+) -> AsyncGenerator[TokenDelta]:
+    """One call of the model chain: its text streams through the reply guard into the answer;
+    its usage is counted against the budgets and recorded as soon as it ends."""
+    answer = turn.answer
+    guard = answer.guard
+    assert guard is not None
+    round_started = time.perf_counter()
+    finish: Finish | None = None
+    answered_by = answer.finish.provider if answer.finish else None
+    async for event in get_chain().stream(request, start_at=answered_by):
+        if isinstance(event, TextDelta):
+            result.parts.append(event.text)
+            safe = guard.feed(event.text)
+            if safe:
+                answer.parts.append(safe)
+                yield TokenDelta(answer.message_id, safe)
+        elif isinstance(event, ToolCallRequest):
+            result.calls.append(event)
+        elif isinstance(event, Finish):
+            finish = event
+    tail = guard.end_round()
+    if tail:
+        answer.parts.append(tail)
+        yield TokenDelta(answer.message_id, tail)
+    if finish is None:
+        return
+    usage = finish.usage
+    answer.finish = finish
+    answer.prompt_tokens += usage.prompt_tokens
+    answer.completion_tokens += usage.completion_tokens
+    spend_tokens(
+        session_id=turn.session_id,
+        client_ip=turn.client_ip,
+        tokens=usage.prompt_tokens + usage.completion_tokens,
+    )
+    answer.cite(finish.citations)
+    metrics.record_model_call(
+        provider=finish.provider,
+        model=finish.model,
+        ok=True,
+        latency_ms=(time.perf_counter() - round_started) * 1000,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+    )
+
+
+async def _run_tools(
+    turn: Turn, calls: list[ToolCallRequest], messages: list[dict[str, Any]]
+) -> AsyncGenerator[ToolStarted]:
+    """Run the tools the model called, each taking a unit of the global tool executions; their
+    results go back to the model as ``tool`` messages."""
+    answer = turn.answer
+    ctx = ToolContext(session_id=turn.session_id, request_id=turn.request_id or turn.start.user.id)
+    for call in calls:
+        try:
+            progress = registry.get(call.name).progress
+        except ToolNotFound:
+            progress = "working on it…"
+        yield ToolStarted(call.id, call.name, progress)
+        try:
+            admit_tool_call(session_id=turn.session_id)
+        except ApiError as refused:
+            outcome = _tool_refused(call, refused)
+        else:
+            outcome = await registry.execute(
+                call_id=call.id, name=call.name, arguments=call.arguments, ctx=ctx
+            )
+        answer.tool_calls.append(outcome.wire())
+        answer.cite(outcome.citations)
+        messages.append({"role": "tool", "tool_call_id": call.id, "content": outcome.for_model()})
+
+
 async def _rounds(
-    session_id: str,
-    start: TurnStarted,
-    context: list[dict[str, Any]],
-    answer: _Answer,
-    client_ip: str = "",
-    allowlist: Allowlist = EMPTY_ALLOWLIST,
+    turn: Turn, context: list[dict[str, Any]]
 ) -> AsyncGenerator[TokenDelta | ToolStarted]:
     """Ask the model; run the tools it calls and feed the results back, for at most
     ``TOOL_MAX_ROUNDS`` rounds (the last request offers no tools, so it must answer).
 
     The answer streams through a ``ReplyGuard`` (PII redacted, system-prompt leakage stopped);
-    each call's tokens are counted against the budgets as soon as it ends; later rounds and
-    every tool execution take a unit of the global limits.
+    later rounds and every tool execution take a unit of the global limits.
     """
+    answer = turn.answer
     guard = answer.guard = ReplyGuard(
-        allowlist=allowlist,
+        allowlist=turn.allowlist,
         system_prompt=load_prompt("system"),
         redact=settings.PII_REDACTION_ENABLED,
     )
     messages = list(context)
     schemas = registry.schemas()
-    tool_ctx = ToolContext(session_id=session_id, request_id=start.user.request_id or start.user.id)
     for round_number in range(settings.TOOL_MAX_ROUNDS + 1):
         offer_tools = bool(schemas) and round_number < settings.TOOL_MAX_ROUNDS
         request = CompletionRequest(
@@ -421,98 +403,69 @@ async def _rounds(
             temperature=settings.LLM_TEMPERATURE,
             tools=schemas if offer_tools else None,
         )
-        calls: list[ToolCallRequest] = []
-        round_parts: list[str] = []
-        round_started = time.perf_counter()
-        finish: Finish | None = None
         if round_number > 0:
-            ratelimit.hit(("global_model_calls", ratelimit.GLOBAL), session_id=session_id)
-        answered_by = answer.finish.provider if answer.finish else None
-        async for event in get_chain().stream(request, start_at=answered_by):
-            if isinstance(event, TextDelta):
-                round_parts.append(event.text)
-                safe = guard.feed(event.text)
-                if safe:
-                    answer.parts.append(safe)
-                    yield TokenDelta(answer.message_id, safe)
-            elif isinstance(event, ToolCallRequest):
-                calls.append(event)
-            elif isinstance(event, Finish):
-                finish = event
-        tail = guard.end_round()
-        if tail:
-            answer.parts.append(tail)
-            yield TokenDelta(answer.message_id, tail)
-        if finish is not None:
-            answer.finish = finish
-            answer.prompt_tokens += finish.usage.prompt_tokens
-            answer.completion_tokens += finish.usage.completion_tokens
-            _spend_tokens(
-                session_id, client_ip, finish.usage.prompt_tokens + finish.usage.completion_tokens
-            )
-            answer.cite(finish.citations)
-            metrics.record_model_call(
-                provider=finish.provider,
-                model=finish.model,
-                ok=True,
-                latency_ms=(time.perf_counter() - round_started) * 1000,
-                prompt_tokens=finish.usage.prompt_tokens,
-                completion_tokens=finish.usage.completion_tokens,
-            )
+            admit_model_round(session_id=turn.session_id)
+        result = _Round()
+        async with contextlib.aclosing(_model_round(turn, request, result)) as deltas:
+            async for delta in deltas:
+                yield delta
         if guard.leak is not None:
             # The answer began to reveal the instructions: withhold it, run none of its calls.
             answer.parts = [WITHHELD_REPLY]
             return
-        if not calls:
+        if not result.calls:
             return
         if not offer_tools:
             # Called tools although none were offered: record the calls, run nothing.
             answer.tool_calls += [
                 {"id": c.id, "tool": c.name, "arguments": c.arguments, "status": "skipped"}
-                for c in calls
+                for c in result.calls
             ]
             return
-        messages.append(_assistant_call_message("".join(round_parts), calls))
-        for call in calls:
-            try:
-                progress = registry.get(call.name).progress
-            except ToolNotFound:
-                progress = "working on it…"
-            yield ToolStarted(call.id, call.name, progress)
-            try:
-                ratelimit.hit(("global_tool_executions", ratelimit.GLOBAL), session_id=session_id)
-            except ApiError as refused:
-                outcome = _tool_refused(call, refused)
-            else:
-                outcome = await registry.execute(
-                    call_id=call.id, name=call.name, arguments=call.arguments, ctx=tool_ctx
-                )
-            answer.tool_calls.append(outcome.wire())
-            answer.cite(outcome.citations)
-            messages.append(
-                {"role": "tool", "tool_call_id": call.id, "content": outcome.for_model()}
-            )
+        messages.append(_assistant_call_message("".join(result.parts), result.calls))
+        async with contextlib.aclosing(_run_tools(turn, result.calls, messages)) as started:
+            async for tool in started:
+                yield tool
 
 
-async def _think(
-    session_id: str,
-    start: TurnStarted,
-    context: list[dict[str, Any]] | None,
-    started: float,
-    origin: str | None,
-    published: asyncio.Future[None],
-    client_ip: str = "",
-    allowlist: Allowlist = EMPTY_ALLOWLIST,
-) -> AsyncGenerator[TurnEvent]:
+# --- ending a turn: the stored answer, or what is kept of a failed one -------------------------
+
+
+def _model_failure(turn: Turn, exc: ProviderError, model_started: float) -> ApiError:
+    """Every model of the chain failed: record it, keep what was streamed, say why."""
+    answer = turn.answer
+    _keep_held_back(answer)
+    log.warning(
+        "turn_model_failed", kind=exc.kind, provider=exc.provider, partial=bool(answer.parts)
+    )
+    metrics.record_model_call(
+        provider=exc.provider,
+        model="",
+        ok=False,
+        latency_ms=(time.perf_counter() - model_started) * 1000,
+        prompt_tokens=0,
+        completion_tokens=0,
+    )
+    return ApiError(
+        "AI_SERVICE_UNAVAILABLE",
+        "The answer was interrupted."
+        if answer.parts
+        else "The assistant is unavailable right now.",
+        retry_after=5,
+    )
+
+
+async def _think(turn: Turn, context: list[dict[str, Any]] | None) -> AsyncGenerator[TurnEvent]:
     """Steps 3 to 6 of a started turn: remember, think (with tools), persist, deliver."""
-    answer = _Answer(message_id=new_message_id())
+    answer = turn.answer
     failure: ApiError | None = None
     model_started = time.perf_counter()
     try:
         if context is None:
-            context = await sync_to_async(build_context)(session_id=session_id, current=start.user)
-        rounds = _rounds(session_id, start, context, answer, client_ip, allowlist)
-        async with contextlib.aclosing(rounds) as steps:
+            context = await sync_to_async(build_context)(
+                session_id=turn.session_id, current=turn.start.user
+            )
+        async with contextlib.aclosing(_rounds(turn, context)) as steps:
             async for step in steps:
                 yield step
         if answer.finish is None or not answer.text.strip():
@@ -520,72 +473,52 @@ async def _think(
                 "AI_SERVICE_UNAVAILABLE", "The assistant returned an empty answer.", retry_after=5
             )
     except ProviderError as exc:
-        _keep_held_back(answer)
-        log.warning(
-            "turn_model_failed", kind=exc.kind, provider=exc.provider, partial=bool(answer.parts)
-        )
-        metrics.record_model_call(
-            provider=exc.provider,
-            model="",
-            ok=False,
-            latency_ms=(time.perf_counter() - model_started) * 1000,
-            prompt_tokens=0,
-            completion_tokens=0,
-        )
-        failure = ApiError(
-            "AI_SERVICE_UNAVAILABLE",
-            "The answer was interrupted."
-            if answer.parts
-            else "The assistant is unavailable right now.",
-            retry_after=5,
-        )
+        failure = _model_failure(turn, exc, model_started)
     except ApiError as exc:  # a global limit refused a later round
         failure = exc
     except BaseException:
         # The client went away (generator closed, task cancelled) or a bug: keep what we have.
         _keep_held_back(answer)
-        await _record_failure(
-            session_id, start, answer, model_started, "INTERNAL_ERROR", origin, published
-        )
+        await _record_failure(turn, model_started, "INTERNAL_ERROR")
         raise
 
     if failure is not None:
-        await _record_failure(
-            session_id, start, answer, model_started, failure.code, origin, published
-        )
+        await _record_failure(turn, model_started, failure.code)
         if answer.parts:
             failure.details = {"messageId": answer.message_id, "partialResponse": answer.text}
-        yield TurnFailed(failure, start.user.id)
+        yield TurnFailed(failure, turn.start.user.id)
         return
+    yield done_from_message(await _store_answer(turn))
 
-    finish = answer.finish
-    assert finish is not None
-    record = AnswerRecord(
-        message_id=answer.message_id,
-        content=answer.text,
-        complete=True,
-        model=finish.model,
-        fallback_used=finish.fallback_used,
-        prompt_tokens=answer.prompt_tokens,
-        completion_tokens=answer.completion_tokens,
-        processing_ms=round((time.perf_counter() - started) * 1000),
-        tool_calls=answer.tool_calls,
-        citations=answer.citations,
+
+async def _store_answer(turn: Turn) -> Message:
+    """Persist the complete answer with what the reply guard found, and publish it."""
+    answer = turn.answer
+    record = answer.record(
+        complete=True, processing_ms=round((time.perf_counter() - turn.started) * 1000)
     )
-    findings, blocked = _reply_findings(answer, start, client_ip)
+    findings, blocked = (None, None)
+    if answer.guard is not None:
+        findings, blocked = reply_findings(
+            answer.guard,
+            text=answer.text,
+            session_id=turn.start.user.session_id,
+            request_id=turn.request_id,
+            client_ip=turn.client_ip,
+        )
     stored = await sync_to_async(_finish)(
-        session_id=session_id,
-        token=start.token,
-        user=start.user,
+        session_id=turn.session_id,
+        token=turn.start.token,
+        user=turn.start.user,
         answer=record,
         findings=findings,
         blocked=blocked,
     )
-    events.publish_soon(session_id, [stored], origin=origin, after=published)
-    yield done_from_message(stored)
+    turn.publish(stored)
+    return stored
 
 
-def _keep_held_back(answer: _Answer) -> None:
+def _keep_held_back(answer: Answer) -> None:
     """A cut-off answer keeps the (redacted) text the reply guard was still holding back."""
     if answer.guard is not None and answer.guard.leak is None:
         tail = answer.guard.end_round()
@@ -593,107 +526,26 @@ def _keep_held_back(answer: _Answer) -> None:
             answer.parts.append(tail)
 
 
-async def _record_failure(
-    session_id: str,
-    start: TurnStarted,
-    answer: _Answer,
-    model_started: float,
-    code: str,
-    origin: str | None,
-    published: asyncio.Future[None],
-) -> None:
+async def _record_failure(turn: Turn, model_started: float, code: str) -> None:
     """Keep a cut-off answer as incomplete (with the tools it ran), or mark the user message
     unanswered."""
+    answer, start = turn.answer, turn.start
     if answer.parts or answer.tool_calls:
-        partial = AnswerRecord(
-            message_id=answer.message_id,
-            content=answer.text,
-            complete=False,
-            model=answer.finish.model if answer.finish else "",
-            fallback_used=False,
-            prompt_tokens=answer.prompt_tokens,
-            completion_tokens=answer.completion_tokens,
-            processing_ms=round((time.perf_counter() - model_started) * 1000),
-            tool_calls=answer.tool_calls,
-            citations=answer.citations,
+        partial = answer.record(
+            complete=False, processing_ms=round((time.perf_counter() - model_started) * 1000)
         )
         stored, _ = await asyncio.shield(
             sync_to_async(finish_turn)(
-                session_id=session_id, token=start.token, user=start.user, answer=partial
+                session_id=turn.session_id, token=start.token, user=start.user, answer=partial
             )
         )
-        events.publish_soon(session_id, [stored], origin=origin, after=published)
+        turn.publish(stored)
     else:
         await asyncio.shield(
             sync_to_async(fail_turn)(
-                session_id=session_id, token=start.token, user_id=start.user.id, error_code=code
+                session_id=turn.session_id,
+                token=start.token,
+                user_id=start.user.id,
+                error_code=code,
             )
         )
-
-
-def _reply_findings(
-    answer: _Answer, start: TurnStarted, client_ip: str
-) -> tuple[Findings | None, Findings | None]:
-    """What the reply guard found: PII redacted from the answer, and a withheld (leaking) one."""
-    guard = answer.guard
-    if guard is None:
-        return None, None
-    request_id = start.user.request_id or ""
-    findings = None
-    if guard.matches:
-        findings = Findings(
-            direction="output",
-            redaction=guard.redaction(answer.text),
-            original=guard.raw_text,
-            request_id=request_id,
-            client_ip=client_ip,
-        )
-        security_event(
-            "pii_redacted",
-            direction="output",
-            kinds=sorted({m.kind for m in guard.matches}),
-            count=len(guard.matches),
-            session_id=start.user.session_id,
-            client_ip=client_ip,
-            request_id=request_id,
-        )
-    blocked = None
-    if guard.leak is not None:
-        redacted = redact_pii(guard.raw_text, guard.allowlist).text
-        blocked = Findings(
-            direction="output",
-            redaction=Redaction(text=redacted, matches=()),
-            content=guard.leak,
-            request_id=request_id,
-            client_ip=client_ip,
-        )
-        security_event(
-            "reply_blocked",
-            direction="output",
-            categories=list(guard.leak.categories),
-            reasons=list(guard.leak.reasons),
-            session_id=start.user.session_id,
-            client_ip=client_ip,
-            request_id=request_id,
-        )
-    return findings, blocked
-
-
-def _record_reply_findings(
-    session_id: str, message_id: str, findings: Findings | None, blocked: Findings | None
-) -> None:
-    try:
-        if findings:
-            record_findings(session_id=session_id, message_id=message_id, findings=findings)
-        if blocked is not None and blocked.content is not None and blocked.redaction is not None:
-            record_block(
-                session_id=session_id,
-                text=blocked.redaction.text,
-                verdict=blocked.content,
-                direction="output",
-                message_id=message_id,
-                request_id=blocked.request_id,
-                client_ip=blocked.client_ip,
-            )
-    except Exception:
-        log.exception("findings_not_recorded", session_id=session_id)

@@ -1,4 +1,5 @@
-"""Session services: create, look up, end, and render sessions and messages for the wire."""
+"""Session services: create, look up and end sessions, and read their messages (their wire shapes
+are ``chat.wire``)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from chat.guards import ratelimit
-from chat.guards.ratelimit import ip_fingerprint
+from chat.events import session_ended_on_commit
+from chat.guards import current_allowlist, redact_json
 from chat.guards.validation import unstorable
 from chat.models import ChatSession, Message
+from chat.tasks import archive_session_task
+from supportbot import ratelimit
+from supportbot.clients import client_label, ip_fingerprint
 from supportbot.db import write_transaction
-from supportbot.errors import ApiError, ms
+from supportbot.errors import ApiError
 from supportbot.ids import is_session_id
 
 log = structlog.get_logger("chat.sessions")
@@ -58,17 +62,12 @@ def session_create(
         )
     metadata = validate_metadata(metadata)
     if metadata:
-        from chat.guards import redact_json
-        from chat.guards.review import current_allowlist
-
         metadata = redact_json(metadata, current_allowlist(), field="metadata")
     client_key = ip_fingerprint(client_ip) if client_ip else ""
     with write_transaction():
         if ratelimit.enabled():
             _check_session_capacity(client_key, client_ip)
-            ratelimit.hit(
-                ("ip_session_creations", ratelimit.client_label(client_ip)), client_ip=client_ip
-            )
+            ratelimit.hit(("ip_session_creations", client_label(client_ip)), client_ip=client_ip)
         return ChatSession.objects.create(user_id=user_id, metadata=metadata, client_key=client_key)
 
 
@@ -96,7 +95,7 @@ def _check_session_capacity(client_key: str, client_ip: str) -> None:
         oldest = mine.order_by("last_activity").values_list("last_activity", flat=True).first()
         ratelimit.check_capacity(
             "ip_concurrent_sessions",
-            ratelimit.client_label(client_ip),
+            client_label(client_ip),
             mine.count() if oldest is not None else 0,
             oldest_frees_in=(oldest + idle - now).total_seconds() if oldest else 1.0,
         )
@@ -130,13 +129,9 @@ def session_end(*, session_id: str) -> ChatSession:
         session.status = ChatSession.Status.ENDED
         session.ended_at = now
         session.save(update_fields=["status", "ended_at"])
-        from chat.events import session_ended_on_commit
-
         session_ended_on_commit(session.id)
     # Archived by a task (retried with backoff), not inside this request: a slow or
     # unreachable archive store must not hold the client. Expiry archives what this missed.
-    from chat.tasks import archive_session_task
-
     try:
         archive_session_task.delay(session.id, "ended")
     except Exception:
@@ -150,32 +145,11 @@ def touch_expiry(session: ChatSession, now: datetime) -> None:
     session.expires_at = now + timedelta(hours=settings.SESSION_TTL_HOURS)
 
 
-def message_wire(message: Message) -> dict[str, Any]:
-    """A stored message as the wire shows it (REST recentMessages, WebSocket ``message``)."""
-    body: dict[str, Any] = {
-        "messageId": message.id,
-        "seq": message.seq,
-        "role": message.role,
-        "content": message.content,
-        "timestamp": ms(message.created_at),
-        "status": message.status,
-    }
-    if message.tool_calls:
-        body["toolCalls"] = message.tool_calls
-    if message.role == Message.Role.ASSISTANT:
-        body["metadata"] = {
-            "aiModel": message.model,
-            "tokensUsed": message.total_tokens,
-            "fallbackUsed": message.fallback_used,
-            "citations": list(message.metadata.get("citations", [])),
-        }
-    return body
-
-
-def messages_after(session_id: str, last_seq: int, limit: int) -> list[dict[str, Any]]:
-    """Up to ``limit`` stored messages after ``last_seq``, in order, as the wire shows them."""
-    rows = Message.objects.filter(session_id=session_id, seq__gt=last_seq).order_by("seq")[:limit]
-    return [message_wire(m) for m in rows]
+def messages_after(session_id: str, last_seq: int, limit: int) -> list[Message]:
+    """Up to ``limit`` stored messages after ``last_seq``, in order."""
+    return list(
+        Message.objects.filter(session_id=session_id, seq__gt=last_seq).order_by("seq")[:limit]
+    )
 
 
 def last_stored_seq(session_id: str) -> int:
@@ -184,25 +158,10 @@ def last_stored_seq(session_id: str) -> int:
     return last[0] if last else 0
 
 
-def session_wire(
-    session: ChatSession, *, limit: int = 20, offset: int = 0, include_summary: bool = True
-) -> dict[str, Any]:
-    """GET /api/session/{id}: the session and its most recent messages, oldest first."""
+def recent_messages(session: ChatSession, *, limit: int = 20, offset: int = 0) -> list[Message]:
+    """The session's most recent messages (skipping the ``offset`` newest), oldest first."""
     newest_first = list(session.messages.order_by("-seq")[offset : offset + limit])
-    return {
-        "sessionId": session.id,
-        "status": session.current_status(),
-        "createdAt": ms(session.created_at),
-        "lastActivity": ms(session.last_activity),
-        "expiresAt": ms(session.expires_at),
-        "messageCount": session.message_count,
-        "summary": session.summary if include_summary else None,
-        "recentMessages": [message_wire(m) for m in reversed(newest_first)],
-        "activeTopics": session.active_topics,
-        "resolvedIssues": session.resolved_issues,
-        "userId": session.user_id or None,
-        "metadata": session.metadata,
-    }
+    return newest_first[::-1]
 
 
 CONVERSATION_ROLES = {"user": "Customer", "assistant": "Assistant", "staff": "Agent"}

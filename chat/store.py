@@ -9,19 +9,25 @@ that write the turn's messages, so serialising costs no extra round trip. The ro
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import structlog
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from chat.events import publish_on_commit
 from chat.memory import summary_due, track_topics
 from chat.models import ChatSession, Message
 from chat.sessions import touch_expiry
 from supportbot.db import write_transaction
 from supportbot.errors import ApiError
+
+log = structlog.get_logger("chat.pipeline")
 
 
 @dataclass(frozen=True)
@@ -206,6 +212,18 @@ def renew_lease(*, session_id: str, token: str) -> bool:
     return updated == 1
 
 
+async def keep_lease(session_id: str, token: str) -> None:
+    """Renew a running turn's lease every third of its length until cancelled (the turn is over)
+    or the lease is no longer the turn's."""
+    while True:
+        await asyncio.sleep(settings.TURN_LEASE_SECONDS / 3)
+        try:
+            if not await sync_to_async(renew_lease)(session_id=session_id, token=token):
+                return
+        except Exception:
+            log.warning("lease_renewal_failed", session_id=session_id, exc_info=True)
+
+
 def _release(session: ChatSession, token: str) -> None:
     # Only the holder frees the lease: a turn that outlived its lease must not free a successor's.
     if session.turn_token == token:
@@ -216,8 +234,6 @@ def _release(session: ChatSession, token: str) -> None:
 def post_system_message(*, session_id: str, content: str) -> Message:
     """Add a ``system`` message to the conversation (e.g. "an agent will take over"); it is
     delivered to every socket of the session once committed."""
-    from chat.events import publish_on_commit
-
     now = timezone.now()
     with write_transaction():
         session = _locked_session(session_id)

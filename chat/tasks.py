@@ -6,7 +6,10 @@ import structlog
 from celery import shared_task
 from django.conf import settings
 
+from chat.guards.review import purge_expired_clear_text
+from chat.lifecycle import archive_session, expire_sessions
 from chat.memory import summarize_session
+from chat.models import ChatSession
 
 log = structlog.get_logger("chat.tasks")
 
@@ -26,8 +29,6 @@ def summarize_session_task(session_id: str) -> bool:
 @shared_task(name="chat.expire_sessions")
 def expire_sessions_task() -> int:
     """Archive then delete expired sessions (scheduled by Celery beat)."""
-    from chat.lifecycle import expire_sessions
-
     return expire_sessions()
 
 
@@ -45,9 +46,6 @@ def archive_session_task(session_id: str, reason: str) -> str:
     A session that does not exist (deleted, or an id that never was) stays missing: that is
     logged and the task ends, rather than being retried for an hour by a worker.
     """
-    from chat.lifecycle import archive_session
-    from chat.models import ChatSession
-
     try:
         return archive_session(session_id=session_id, reason=reason).key
     except ChatSession.DoesNotExist:
@@ -58,6 +56,4 @@ def archive_session_task(session_id: str, reason: str) -> str:
 @shared_task(name="chat.purge_pii_clear_text")
 def purge_pii_clear_text_task() -> int:
     """Delete encrypted clear copies of PII detections past their retention (beat, hourly)."""
-    from chat.guards.review import purge_expired_clear_text
-
     return purge_expired_clear_text()

@@ -12,23 +12,24 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, JsonResponse
 from ninja import Field, Router, Schema
 
+from chat import wire
 from chat.guards import (
     GuardInput,
-    ratelimit,
+    admit_tool_call,
+    allowlist_for_async,
     redact_json,
     redact_text,
     screen_and_keep_blocked,
 )
-from chat.guards.review import allowlist_for_async
 from chat.sessions import session_get
+from supportbot import ratelimit
+from supportbot.clients import client_ip
 from supportbot.errors import ApiError, describe_validation_errors
 from supportbot.ids import new_tool_call_id, require_session_id
-from supportbot.middleware import client_ip
 from tools.api import SearchIn, SearchOut, search_answer
 from tools.builtin import CreateTicketArgs
 from tools.models import WorkflowExecution
 from tools.registry import ToolContext, registry
-from tools.tickets import RESOLUTION_HOURS
 from tools.workflows import WorkflowInvalid, execution_wire, workflow_submit
 
 router = Router(tags=["tools"])
@@ -67,46 +68,10 @@ async def ticket(request: HttpRequest, payload: TicketIn) -> JsonResponse:
     )
     request.log_session_id = session.id  # type: ignore[attr-defined]
     if payload.action == "create":
-        if payload.ticketData is None:
-            raise ApiError(
-                "MISSING_REQUIRED_FIELD", "ticketData is required.", details={"field": "ticketData"}
-            )
-        for key in REQUIRED_TICKET_FIELDS:  # API.md: only userEmail and metadata are optional
-            if key not in payload.ticketData:
-                raise ApiError(
-                    "MISSING_REQUIRED_FIELD",
-                    f"ticketData.{key} is required.",
-                    details={"field": f"ticketData.{key}"},
-                )
-        try:
-            arguments = CreateTicketArgs.model_validate(payload.ticketData).model_dump()
-        except pydantic.ValidationError as exc:
-            errors = [{**err, "loc": ("ticketData", *err["loc"])} for err in exc.errors()]
-            raise describe_validation_errors(errors) from None
-        # userEmail is the contact the customer gives on purpose; free text is redacted.
-        allowlist = await allowlist_for_async()
-        for key in ("title", "description"):
-            arguments[key] = redact_text(
-                arguments[key], allowlist, session_id=session.id, field=key
-            )
-        if arguments.get("metadata"):
-            arguments["metadata"] = redact_json(
-                arguments["metadata"], allowlist, session_id=session.id, field="metadata"
-            )
-        name = "create_ticket"
+        name, arguments = "create_ticket", await _create_arguments(payload.ticketData, session.id)
     else:
-        if not payload.ticketId:
-            raise ApiError(
-                "MISSING_REQUIRED_FIELD", "ticketId is required.", details={"field": "ticketId"}
-            )
-        if not TICKET_ID_RE.match(payload.ticketId):
-            raise ApiError(
-                "INVALID_FIELD_VALUE",
-                "ticketId must be a ticket id such as TKT-7QK2M9PX.",
-                details={"field": "ticketId"},
-            )
-        name, arguments = "fetch_status", {"ticketId": payload.ticketId}
-    ratelimit.hit(("global_tool_executions", ratelimit.GLOBAL), session_id=session.id)
+        name, arguments = "fetch_status", {"ticketId": _ticket_id(payload.ticketId)}
+    admit_tool_call(session_id=session.id)
     outcome = await registry.execute(
         call_id=new_tool_call_id(),
         name=name,
@@ -119,13 +84,50 @@ async def ticket(request: HttpRequest, payload: TicketIn) -> JsonResponse:
     if outcome.error is not None:
         raise ApiError(outcome.error["code"], outcome.error["message"])
     assert outcome.result is not None
-    result = dict(outcome.result)
-    ticket_id = result.pop("ticketId")
-    body: dict[str, Any] = {"ticketId": ticket_id, "status": result}
-    if payload.action == "create":
-        hours = RESOLUTION_HOURS[result["priority"]]
-        body["message"] = f"Ticket {ticket_id} created. Expected resolution within {hours} hours."
-    return JsonResponse(body)
+    return JsonResponse(wire.ticket(outcome.result, created=payload.action == "create"))
+
+
+async def _create_arguments(data: dict[str, Any] | None, session_id: str) -> dict[str, Any]:
+    """``ticketData`` checked as API.md asks (only userEmail and metadata are optional), with
+    its free text redacted; userEmail is the contact the customer gives on purpose."""
+    if data is None:
+        raise ApiError(
+            "MISSING_REQUIRED_FIELD", "ticketData is required.", details={"field": "ticketData"}
+        )
+    for key in REQUIRED_TICKET_FIELDS:
+        if key not in data:
+            raise ApiError(
+                "MISSING_REQUIRED_FIELD",
+                f"ticketData.{key} is required.",
+                details={"field": f"ticketData.{key}"},
+            )
+    try:
+        arguments = CreateTicketArgs.model_validate(data).model_dump()
+    except pydantic.ValidationError as exc:
+        errors = [{**err, "loc": ("ticketData", *err["loc"])} for err in exc.errors()]
+        raise describe_validation_errors(errors) from None
+    allowlist = await allowlist_for_async()
+    for key in ("title", "description"):
+        arguments[key] = redact_text(arguments[key], allowlist, session_id=session_id, field=key)
+    if arguments.get("metadata"):
+        arguments["metadata"] = redact_json(
+            arguments["metadata"], allowlist, session_id=session_id, field="metadata"
+        )
+    return arguments
+
+
+def _ticket_id(value: str | None) -> str:
+    if not value:
+        raise ApiError(
+            "MISSING_REQUIRED_FIELD", "ticketId is required.", details={"field": "ticketId"}
+        )
+    if not TICKET_ID_RE.match(value):
+        raise ApiError(
+            "INVALID_FIELD_VALUE",
+            "ticketId must be a ticket id such as TKT-7QK2M9PX.",
+            details={"field": "ticketId"},
+        )
+    return value
 
 
 class WorkflowContext(Schema):

@@ -26,15 +26,11 @@ import time
 from typing import Any, Protocol
 
 import structlog
+from twisted.internet.defer import Deferred
 
-from chat.pipeline import (
-    TokenDelta,
-    ToolStarted,
-    TurnDone,
-    TurnFailed,
-    UserMessageStored,
-    run_turn,
-)
+from chat import wire
+from chat.pipeline import run_turn
+from chat.turn_events import TokenDelta, ToolStarted, TurnDone, TurnFailed, UserMessageStored
 from supportbot.errors import ApiError
 
 log = structlog.get_logger("chat.turns")
@@ -106,12 +102,10 @@ class SocketTurn:
             if self.received is None:
                 return
             await self._emit("message_received", self.received)
-            await self._emit("ai_typing", {"isTyping": True})
+            await self._emit("ai_typing", wire.typing())
             if self.answer_id and self.streamed:
                 self.pending.clear()
-                await self._emit(
-                    "ai_token", {"messageId": self.answer_id, "delta": "".join(self.streamed)}
-                )
+                await self._emit("ai_token", wire.token(self.answer_id, "".join(self.streamed)))
 
     # --- coalescing ------------------------------------------------------------------------
 
@@ -125,7 +119,7 @@ class SocketTurn:
             delta = "".join(self.pending)
             self.pending.clear()
             self.last_flush = time.monotonic()
-            await self._emit("ai_token", {"messageId": self.answer_id, "delta": delta})
+            await self._emit("ai_token", wire.token(self.answer_id, delta))
 
     def _flush_later(self) -> None:
         self.flush_timer = None
@@ -158,27 +152,22 @@ class SocketTurn:
                 client_ip=self.client_ip,
                 transport="websocket",
                 origin=self.origin,
-                session_checked=True,
             ):
                 if isinstance(event, UserMessageStored):
-                    self.received = {
-                        "messageId": event.message_id,
-                        "seq": event.seq,
-                        "requestId": event.request_id,
-                    }
+                    self.received = wire.message_received(event)
                     async with self.send_lock:
                         await self._emit("message_received", self.received)
-                        await self._emit("ai_typing", {"isTyping": True})
+                        await self._emit("ai_typing", wire.typing())
                 elif isinstance(event, TokenDelta):
                     await self._on_delta(event)
                 elif isinstance(event, ToolStarted):
                     await self._flush()
                     async with self.send_lock:
-                        await self._emit("ai_typing", event_typing(event))
+                        await self._emit("ai_typing", wire.typing(event))
                 elif isinstance(event, TurnDone):
                     await self._flush()
                     async with self.send_lock:
-                        await self._emit("ai_response", event.ws_body())
+                        await self._emit("ai_response", wire.answer_ws(event))
                 elif isinstance(event, TurnFailed):
                     await self._flush()
                     async with self.send_lock:
@@ -192,11 +181,6 @@ class SocketTurn:
         finally:
             if self.flush_timer is not None:
                 self.flush_timer.cancel()
-
-
-def event_typing(event: ToolStarted) -> dict[str, Any]:
-    """The ``ai_typing`` data while a tool runs (the page shows ``status``)."""
-    return {"isTyping": True, "status": event.progress, "tool": event.tool}
 
 
 class TurnRegistry:
@@ -260,7 +244,6 @@ class TurnRegistry:
         reactor = sys.modules.get("twisted.internet.reactor")
         if reactor is None:
             return
-        from twisted.internet.defer import Deferred
 
         def before_shutdown() -> Deferred[None]:
             return Deferred.fromFuture(asyncio.ensure_future(self.shutdown()))

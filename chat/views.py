@@ -7,8 +7,8 @@ from django.views.decorators.http import require_POST
 
 from chat.models import ChatSession
 from chat.sessions import session_create, session_get
+from supportbot.clients import client_ip
 from supportbot.errors import ApiError
-from supportbot.middleware import client_ip
 
 SESSION_COOKIE = "supportbot_session"
 # Matches the inactivity expiry; the server refuses an expired id anyway.

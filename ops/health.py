@@ -32,10 +32,9 @@ from django.core.files.base import ContentFile
 from django.db import connections
 from django.utils import timezone
 
-from chat.guards import ratelimit
 from chat.llm.chain import get_chain
 from chat.models import ChatSession
-from supportbot import metrics
+from supportbot import metrics, ratelimit
 from supportbot.errors import now_ms
 
 log = structlog.get_logger("supportbot.health")

@@ -20,11 +20,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
-from chat.guards import ratelimit
-from chat.guards.security import recent_events
 from chat.models import ReviewItem
 from ops.health import health_report
 from ops.models import REVIEW_QUEUES, open_counts
+from supportbot import ratelimit
+from supportbot.security import recent_events
 
 log = structlog.get_logger("ops.views")
 

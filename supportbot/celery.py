@@ -24,6 +24,8 @@ import structlog
 from celery import Celery
 from celery.beat import Scheduler
 from celery.signals import worker_ready, worker_shutdown
+from django.conf import settings
+from django.db import close_old_connections, connection
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "supportbot.settings")
 
@@ -38,8 +40,6 @@ class SingleBeatScheduler(Scheduler):
     """Celery's in-memory scheduler, run only while this beat holds the beat lease."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from django.conf import settings
-
         self.lease_seconds = float(settings.BEAT_LEASE_SECONDS)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.active = False
@@ -47,8 +47,8 @@ class SingleBeatScheduler(Scheduler):
         super().__init__(*args, **kwargs)
 
     def _hold(self) -> bool:
-        from django.db import connection
-
+        # Not at the top: this module is loaded with the package (supportbot/__init__.py),
+        # before Django's app registry is ready, and ops.scheduler imports models.
         from ops.scheduler import lease_take
 
         try:
@@ -79,6 +79,7 @@ class SingleBeatScheduler(Scheduler):
 
     def close(self) -> None:
         if self.active:
+            # Not at the top: models are not importable when this module loads (see _hold).
             from ops.scheduler import lease_release
 
             try:
@@ -92,9 +93,7 @@ _sweep_stop = threading.Event()
 
 
 def _sweep_workflows() -> None:
-    from django.conf import settings
-    from django.db import close_old_connections
-
+    # Not at the top: models are not importable when this module loads (see _hold).
     from tools.workflows import resume_stale_workflows
 
     while not _sweep_stop.is_set():

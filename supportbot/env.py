@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -68,8 +69,6 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
 def load_settings_or_exit() -> None:
     """Read the settings now: a bad value stops the command with one line, not a traceback."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "supportbot.settings")
-    from django.conf import settings
-
     try:
         settings.INSTALLED_APPS  # noqa: B018  (reads the environment)
     except ImproperlyConfigured as exc:

@@ -122,3 +122,13 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> ApiError:
             "MISSING_REQUIRED_FIELD", f"Missing or invalid field(s): {names}.", details=details
         )
     return ApiError("INVALID_FIELD_VALUE", f"Invalid field(s): {names}.", details=details)
+
+
+def body_too_large(max_bytes: int) -> ApiError:
+    """The 413 of API.md, the same whether the application or the HTTP server refuses the body."""
+    return ApiError(
+        "MESSAGE_TOO_LONG",
+        "The request body is larger than 64 KiB.",
+        details={"maxBytes": max_bytes},
+        status=413,
+    )

@@ -46,6 +46,8 @@ class MaskedAccessLog(AccessLogGenerator):
 def use_masked_access_log() -> None:
     """daphne's command line builds its access log from the name it imported (after it loaded
     the application, which calls this); point that name at ours."""
+    # Not at the top: settings import this module in every process, and daphne.cli imports
+    # daphne.server, which installs Twisted's reactor; only the web server should pay for that.
     import daphne.cli
 
     daphne.cli.AccessLogGenerator = MaskedAccessLog

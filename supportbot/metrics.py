@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+import redis
 import structlog
 from django.conf import settings
 
@@ -113,8 +114,6 @@ class _RedisStore:
     backend = "redis"
 
     def __init__(self, url: str, prefix: str) -> None:
-        import redis
-
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._client = redis.Redis.from_url(
             url,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 import json
 import time
 from collections.abc import Callable
@@ -15,8 +13,9 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 
-from supportbot import metrics
-from supportbot.errors import ApiError, error_body
+from supportbot import metrics, ratelimit
+from supportbot.clients import client_ip, client_label
+from supportbot.errors import ApiError, body_too_large, error_body
 from supportbot.ids import CLIENT_REQUEST_ID_RE, new_request_id
 from supportbot.storable import may_hold_unstorable, refuse_unstorable, unstorable
 
@@ -42,68 +41,6 @@ _MESSAGE_BY_STATUS = {
     405: "This method is not allowed on this resource.",
     413: "The request body is larger than 64 KiB.",
 }
-
-
-def client_ip(request: HttpRequest) -> str:
-    """The client address: REMOTE_ADDR, or X-Forwarded-For when the peer is a trusted proxy."""
-    return client_address(
-        request.META.get("REMOTE_ADDR", "") or "", request.META.get("HTTP_X_FORWARDED_FOR", "")
-    )
-
-
-def client_address(remote: str, forwarded: str) -> str:
-    """The client of a connection from ``remote`` that carried ``forwarded`` (X-Forwarded-For),
-    in one spelling per client: ports and brackets dropped, an IPv4-mapped IPv6 address as IPv4,
-    and an IPv6 address as its /64 network (one home or host gets a /64 and picks any address
-    in it), so that neither respelling nor rotating addresses makes a new client for the limits.
-    """
-    peer = _address(remote)
-    if peer is None:
-        return remote
-    if _trusted(peer):
-        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-        # Walk from the nearest hop back, skipping our own proxies; a garbled hop ends the walk
-        # (what lies beyond it cannot be trusted), and the proxy itself is the client.
-        for hop in reversed(hops):
-            address = _address(hop)
-            if address is None:
-                break
-            if not _trusted(address):
-                return _client_form(address)
-    return _client_form(peer)
-
-
-def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    text = value.strip()
-    if text.startswith("["):  # "[2001:db8::1]:443"
-        text = text[1 : text.find("]")] if "]" in text else ""
-    elif text.count(":") == 1:  # "10.0.0.1:5000"
-        text = text.split(":", 1)[0]
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    return address in _proxy_addresses(tuple(settings.TRUSTED_PROXIES))
-
-
-@functools.cache
-def _proxy_addresses(
-    proxies: tuple[str, ...],
-) -> frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """TRUSTED_PROXIES parsed once (per value of the setting), not on every request."""
-    return frozenset(address for address in map(_address, proxies) if address is not None)
-
-
-def _client_form(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    if isinstance(address, ipaddress.IPv6Address) and not address.is_loopback:
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
 
 
 def json_error(request: HttpRequest, error: ApiError) -> JsonResponse:
@@ -201,21 +138,17 @@ class RateLimitMiddleware(_AsyncCapable):
     the ``X-RateLimit-*`` headers of the tightest limit the request touched (API.md)."""
 
     def before(self, request: HttpRequest) -> HttpResponse | None:
-        from chat.guards import ratelimit
-
         if not request.path.startswith("/api/") or not ratelimit.enabled():
             return None
         request.rate_limit_states = ratelimit.collect_states()  # type: ignore[attr-defined]
         ip = client_ip(request)
         try:
-            ratelimit.hit(("ip_api_requests", ratelimit.client_label(ip)), client_ip=ip)
+            ratelimit.hit(("ip_api_requests", client_label(ip)), client_ip=ip)
         except ApiError as refused:
             return json_error(request, refused)
         return None
 
     def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
-        from chat.guards import ratelimit
-
         states = getattr(request, "rate_limit_states", None)
         if not states:
             return response
@@ -237,13 +170,13 @@ class ErrorShapeMiddleware(_AsyncCapable):
                 request, ApiError("INVALID_REQUEST_FORMAT", "Content-Length is not a number.")
             )
         if length > settings.MAX_BODY_BYTES:
-            return json_error(request, _too_large())
+            return json_error(request, body_too_large(settings.MAX_BODY_BYTES))
         try:
             _refuse_unstorable_input(request)
         except ApiError as refused:
             return json_error(request, refused)
         except RequestDataTooBig:
-            return json_error(request, _too_large())
+            return json_error(request, body_too_large(settings.MAX_BODY_BYTES))
         return None
 
     def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
@@ -265,7 +198,7 @@ class ErrorShapeMiddleware(_AsyncCapable):
         if isinstance(exception, ApiError):
             return json_error(request, exception)
         if isinstance(exception, RequestDataTooBig):
-            return json_error(request, _too_large())
+            return json_error(request, body_too_large(settings.MAX_BODY_BYTES))
         if isinstance(exception, Http404) and not request.path.startswith(_HTML_PREFIXES):
             return json_error(request, ApiError("NOT_FOUND", _MESSAGE_BY_STATUS[404]))
         if request.path.startswith(_HTML_PREFIXES):
@@ -314,15 +247,6 @@ def _refuse_unstorable_input(request: HttpRequest) -> None:
         except (ValueError, RecursionError):
             return  # not JSON: the view says so in its own words
         refuse_unstorable(value)
-
-
-def _too_large() -> ApiError:
-    return ApiError(
-        "MESSAGE_TOO_LONG",
-        "The request body is larger than 64 KiB.",
-        details={"maxBytes": settings.MAX_BODY_BYTES},
-        status=413,
-    )
 
 
 def _reject_constant(name: str) -> Any:

@@ -29,9 +29,13 @@ import structlog
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.ws_protocol import WebSocketFactory
+from django.conf import settings
 from twisted.web import http
 
+from supportbot.clients import client_address
 from supportbot.env import load_settings_or_exit
+from supportbot.errors import body_too_large, error_body
+from supportbot.ids import CLIENT_REQUEST_ID_RE, new_request_id
 
 log = structlog.get_logger("supportbot.access")
 
@@ -104,7 +108,9 @@ class BodyLimitedRequest(WebRequest):
         transport.write(self._refusal(channel, declared))
         channel._networkProducer.unregisterProducer()  # as HTTPChannel.loseConnection does
         getattr(transport, "loseWriteConnection", transport.loseConnection)()
-        from twisted.internet import reactor  # daphne's (asyncio) reactor, installed by now
+        # Not at the top: importing twisted.internet.reactor installs Twisted's default reactor,
+        # and daphne installs its asyncio reactor first; by the time a request arrives it has.
+        from twisted.internet import reactor
 
         clock: Any = reactor
         self._linger = clock.callLater(
@@ -113,10 +119,6 @@ class BodyLimitedRequest(WebRequest):
 
     def _refusal(self, channel: http.HTTPChannel, declared: int | None) -> bytes:
         """API.md's 413 (the application's own, word for word) as a whole HTTP response."""
-        from supportbot.errors import error_body
-        from supportbot.ids import CLIENT_REQUEST_ID_RE, new_request_id
-        from supportbot.middleware import _too_large, client_address
-
         method = getattr(channel, "_command", b"").decode("latin-1")
         target = getattr(channel, "_path", b"").split(b"?", 1)[0].decode("latin-1")
         path = unquote(target)
@@ -124,7 +126,9 @@ class BodyLimitedRequest(WebRequest):
         request_id = supplied.decode("latin-1")
         if not CLIENT_REQUEST_ID_RE.match(request_id):
             request_id = new_request_id()
-        error = error_body(_too_large(), request_id=request_id, path=path, method=method)
+        error = error_body(
+            body_too_large(settings.MAX_BODY_BYTES), request_id=request_id, path=path, method=method
+        )
         body = json.dumps(error).encode()
         peer = self.client
         forwarded = b",".join(self.requestHeaders.getRawHeaders(b"X-Forwarded-For") or [])
@@ -160,8 +164,6 @@ class BodyLimitedHTTPFactory(HTTPFactory):
 
 
 def _limit() -> int:
-    from django.conf import settings
-
     return int(settings.MAX_REQUEST_BODY_BYTES)
 
 

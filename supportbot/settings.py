@@ -395,7 +395,7 @@ MEMORY_CONTEXT_TOKENS = env_int("MEMORY_CONTEXT_TOKENS", 6000, minimum=256)
 HEALTH_MODEL_CACHE_SECONDS = env_float("HEALTH_MODEL_CACHE_SECONDS", 60.0)
 
 RATE_LIMITS_ENABLED = env_bool("RATE_LIMITS_ENABLED", True)
-# The limits of API.md (chat.guards.ratelimit). Request limits use a moving window; the token
+# The limits of API.md (supportbot.ratelimit). Request limits use a moving window; the token
 # budgets a sliding-window counter (two counters per key instead of one entry per token).
 RATE_LIMIT_SESSION_REQUESTS_PER_MINUTE = env_int(
     "RATE_LIMIT_SESSION_REQUESTS_PER_MINUTE", 30, minimum=1

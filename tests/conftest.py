@@ -131,7 +131,8 @@ def _close_db_pools(django_db_setup, django_db_blocker):
 def _rate_limits(settings):
     """Limits on, at a thousand times their defaults so that tests not about them never meet
     them (tests about them set their own); every test starts with fresh counters."""
-    from chat.guards import ratelimit, review, security, sockets
+    from chat.guards import review, sockets
+    from supportbot import ratelimit, security
 
     settings.RATE_LIMITS_ENABLED = True
     for spec in ratelimit.configured_limits().values():

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from chat.guards import ratelimit
 from chat.models import ChatSession, Message
+from supportbot import ratelimit
 from tests.chat.conftest import new_session
 from tools.models import Ticket, WorkflowExecution
 

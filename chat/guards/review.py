@@ -28,10 +28,10 @@ from django.utils import timezone
 
 from chat.guards.content import ContentVerdict
 from chat.guards.pii import Allowlist, Redaction
-from chat.guards.ratelimit import client_label
-from chat.guards.security import security_event
 from chat.models import ChatSession, Message, PiiAllowlistEntry, ReviewItem
+from supportbot.clients import client_label
 from supportbot.errors import ApiError
+from supportbot.security import security_event
 from tools.kb.published import published_addresses
 
 log = structlog.get_logger("chat.guards.review")

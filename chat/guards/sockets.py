@@ -28,6 +28,7 @@ import weakref
 from collections import defaultdict
 from dataclasses import dataclass
 
+import redis
 import structlog
 from django.conf import settings
 from redis.asyncio import Redis
@@ -216,8 +217,6 @@ def reset() -> None:
     global _backend
     backend, _backend = _backend, None
     if isinstance(backend, _Redis):
-        import redis
-
         client = redis.Redis.from_url(backend.url)
         try:
             keys = list(client.scan_iter(match=f"{_PREFIX}:*", count=500))

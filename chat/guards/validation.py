@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from chat.guards import GuardInput, Verdict
+from chat.guards.verdicts import GuardInput, Verdict
 from supportbot.errors import ApiError
 from supportbot.storable import unstorable
 

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 
-from chat.guards import ratelimit
-from chat.guards.security import recent_events
-from supportbot import metrics
+from supportbot import metrics, ratelimit
+from supportbot.security import recent_events
 from tests.chat.conftest import completions, new_session, open_chat_socket, send
 from tests.fakes.openai_server import Reply
 from tests.threads import at_once
@@ -474,18 +473,18 @@ def test_workflow_tool_calls_take_global_tool_executions(settings, storage, kb):
     ],
 )
 def test_one_client_has_one_spelling(settings, remote, forwarded, client):
-    from supportbot.middleware import client_address
+    from supportbot.clients import client_address
 
     settings.TRUSTED_PROXIES = ["127.0.0.1"]
     assert client_address(remote, forwarded) == client
 
 
 async def test_a_websocket_behind_a_proxy_is_its_client(settings):
-    from chat.consumers import _client_ip
+    from supportbot.clients import scope_client_ip
 
     settings.TRUSTED_PROXIES = ["127.0.0.1"]
     scope = {"client": ("127.0.0.1", 40000), "headers": [(b"x-forwarded-for", b"203.0.113.9")]}
-    assert _client_ip(scope) == "203.0.113.9"
+    assert scope_client_ip(scope) == "203.0.113.9"
 
 
 async def test_the_headers_of_a_refusal_describe_the_limit_that_refused(api, settings, storage):

@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from chat.guards import ratelimit, security
+from supportbot import ratelimit, security
 from supportbot.errors import ApiError
 
 pytestmark = pytest.mark.django_db

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
-import hmac
 import math
 import threading
 import time
@@ -46,12 +44,12 @@ from limits.strategies import (
 )
 from redis.exceptions import NoScriptError
 
-from chat.guards.security import security_event
 from supportbot import metrics
 from supportbot.breaker import CircuitBreaker
 from supportbot.errors import ApiError
+from supportbot.security import security_event
 
-log = structlog.get_logger("chat.guards.ratelimit")
+log = structlog.get_logger("supportbot.ratelimit")
 
 GLOBAL = "all"
 
@@ -104,142 +102,58 @@ def _forget_limits(*, setting: str, **kwargs: Any) -> None:
         _configured = None
 
 
+RATE = "RATE_LIMIT_EXCEEDED"
+TOKENS = "TOKEN_LIMIT_EXCEEDED"
+CONCURRENT = "CONCURRENT_LIMIT_EXCEEDED"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A row of ``RULES``: a ``LimitSpec`` once the settings give its amount (and window)."""
+
+    name: str
+    scope: str
+    type: str
+    window: int | str  # seconds, or the setting that holds them (0: a count, not a rate)
+    code: str
+    setting: str
+    counter: str = "moving"
+
+
+# Every request limit of API.md, one row each. The amount of each is the setting named last but
+# one; ``X-RateLimit-Scope``/``-Type`` are its scope and type.
+# fmt: off
+RULES: tuple[Rule, ...] = (
+    Rule("session_requests", "session", "requests", 60, RATE, "RATE_LIMIT_SESSION_REQUESTS_PER_MINUTE"),  # noqa: E501
+    Rule("session_burst", "session", "burst", "RATE_LIMIT_SESSION_BURST_SECONDS", RATE, "RATE_LIMIT_SESSION_BURST"),  # noqa: E501
+    Rule("session_tokens", "session", "tokens", 3600, TOKENS, "RATE_LIMIT_SESSION_TOKENS_PER_HOUR", "sliding"),  # noqa: E501
+    Rule("session_ws_messages", "session", "websocket", 60, RATE, "RATE_LIMIT_SESSION_WS_MESSAGES_PER_MINUTE"),  # noqa: E501
+    Rule("session_voice", "session", "voice", 60, RATE, "RATE_LIMIT_SESSION_VOICE_PER_MINUTE"),
+    Rule("ip_concurrent_sessions", "ip", "concurrent", 0, CONCURRENT, "RATE_LIMIT_IP_CONCURRENT_SESSIONS", "count"),  # noqa: E501
+    Rule("ip_session_creations", "ip", "sessions", 3600, RATE, "RATE_LIMIT_IP_SESSION_CREATIONS_PER_HOUR"),  # noqa: E501
+    Rule("ip_api_requests", "ip", "requests", 60, RATE, "RATE_LIMIT_IP_API_REQUESTS_PER_MINUTE"),
+    Rule("ip_tokens", "ip", "tokens", 3600, TOKENS, "RATE_LIMIT_IP_TOKENS_PER_HOUR", "sliding"),
+    Rule("global_active_sessions", "global", "sessions", 0, CONCURRENT, "RATE_LIMIT_GLOBAL_ACTIVE_SESSIONS", "count"),  # noqa: E501
+    Rule("global_model_calls", "global", "model_calls", 60, RATE, "RATE_LIMIT_GLOBAL_MODEL_CALLS_PER_MINUTE"),  # noqa: E501
+    Rule("global_tool_executions", "global", "tool_executions", 60, RATE, "RATE_LIMIT_GLOBAL_TOOL_EXECUTIONS_PER_MINUTE"),  # noqa: E501
+)
+# fmt: on
+
+
 def _build_limits() -> dict[str, LimitSpec]:
-    s = settings
-    specs = [
-        LimitSpec(
-            "session_requests",
-            "session",
-            "requests",
-            s.RATE_LIMIT_SESSION_REQUESTS_PER_MINUTE,
-            60,
-            "RATE_LIMIT_EXCEEDED",
-            "RATE_LIMIT_SESSION_REQUESTS_PER_MINUTE",
-        ),
-        LimitSpec(
-            "session_burst",
-            "session",
-            "burst",
-            s.RATE_LIMIT_SESSION_BURST,
-            s.RATE_LIMIT_SESSION_BURST_SECONDS,
-            "RATE_LIMIT_EXCEEDED",
-            "RATE_LIMIT_SESSION_BURST",
-        ),
-        LimitSpec(
-            "session_tokens",
-            "session",
-            "tokens",
-            s.RATE_LIMIT_SESSION_TOKENS_PER_HOUR,
-            3600,
-            "TOKEN_LIMIT_EXCEEDED",
-            "RATE_LIMIT_SESSION_TOKENS_PER_HOUR",
-            counter="sliding",
-        ),
-        LimitSpec(
-            "session_ws_messages",
-            "session",
-            "websocket",
-            s.RATE_LIMIT_SESSION_WS_MESSAGES_PER_MINUTE,
-            60,
-            "RATE_LIMIT_EXCEEDED",
-            "RATE_LIMIT_SESSION_WS_MESSAGES_PER_MINUTE",
-        ),
-        LimitSpec(
-            "session_voice",
-            "session",
-            "voice",
-            s.RATE_LIMIT_SESSION_VOICE_PER_MINUTE,
-            60,
-            "RATE_LIMIT_EXCEEDED",
-            "RATE_LIMIT_SESSION_VOICE_PER_MINUTE",
-        ),
-        LimitSpec(
-            "ip_concurrent_sessions",
-            "ip",
-            "concurrent",
-            s.RATE_LIMIT_IP_CONCURRENT_SESSIONS,
-            0,
-            "CONCURRENT_LIMIT_EXCEEDED",
-            "RATE_LIMIT_IP_CONCURRENT_SESSIONS",
-            counter="count",
-        ),
-        LimitSpec(
-            "ip_session_creations",
-            "ip",
-            "sessions",
-            s.RATE_LIMIT_IP_SESSION_CREATIONS_PER_HOUR,
-            3600,
-            "RATE_LIMIT_EXCEEDED",
-            "RATE_LIMIT_IP_SESSION_CREATIONS_PER_HOUR",
-        ),
-        LimitSpec(
-            "ip_api_requests",
-            "ip",
-            "requests",
-            s.RATE_LIMIT_IP_API_REQUESTS_PER_MINUTE,
-            60,
-            "RATE_LIMIT_EXCEEDED",
-            "RATE_LIMIT_IP_API_REQUESTS_PER_MINUTE",
-        ),
-        LimitSpec(
-            "ip_tokens",
-            "ip",
-            "tokens",
-            s.RATE_LIMIT_IP_TOKENS_PER_HOUR,
-            3600,
-            "TOKEN_LIMIT_EXCEEDED",
-            "RATE_LIMIT_IP_TOKENS_PER_HOUR",
-            counter="sliding",
-        ),
-        LimitSpec(
-            "global_active_sessions",
-            "global",
-            "sessions",
-            s.RATE_LIMIT_GLOBAL_ACTIVE_SESSIONS,
-            0,
-            "CONCURRENT_LIMIT_EXCEEDED",
-            "RATE_LIMIT_GLOBAL_ACTIVE_SESSIONS",
-            counter="count",
-        ),
-        LimitSpec(
-            "global_model_calls",
-            "global",
-            "model_calls",
-            s.RATE_LIMIT_GLOBAL_MODEL_CALLS_PER_MINUTE,
-            60,
-            "RATE_LIMIT_EXCEEDED",
-            "RATE_LIMIT_GLOBAL_MODEL_CALLS_PER_MINUTE",
-        ),
-        LimitSpec(
-            "global_tool_executions",
-            "global",
-            "tool_executions",
-            s.RATE_LIMIT_GLOBAL_TOOL_EXECUTIONS_PER_MINUTE,
-            60,
-            "RATE_LIMIT_EXCEEDED",
-            "RATE_LIMIT_GLOBAL_TOOL_EXECUTIONS_PER_MINUTE",
-        ),
-    ]
-    return {spec.name: spec for spec in specs}
+    specs = {}
+    for rule in RULES:
+        window = rule.window
+        seconds = getattr(settings, window) if isinstance(window, str) else window
+        amount = getattr(settings, rule.setting)
+        specs[rule.name] = LimitSpec(
+            rule.name, rule.scope, rule.type, amount, seconds, rule.code, rule.setting, rule.counter
+        )
+    return specs
 
 
 def enabled() -> bool:
     return bool(settings.RATE_LIMITS_ENABLED)
-
-
-def client_label(ip: str) -> str:
-    """How a client IP appears in keys, logs and the admin: as is, or a keyed hash."""
-    if not ip:
-        return "unknown"
-    if settings.HASH_CLIENT_IPS:
-        return "ip_" + ip_fingerprint(ip)[:20]
-    return ip
-
-
-def ip_fingerprint(ip: str) -> str:
-    """A keyed hash of an IP, for storing it (e.g. on a session) without keeping the address."""
-    key = settings.SECRET_KEY.encode()
-    return hmac.new(key, b"ip:" + ip.encode(), hashlib.sha256).hexdigest()
 
 
 # --- storage -------------------------------------------------------------------------------------

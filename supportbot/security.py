@@ -17,8 +17,10 @@ from typing import Any
 
 import structlog
 from django.conf import settings
+from django_redis import get_redis_connection
 
 from supportbot import metrics
+from supportbot.clients import client_label
 
 log = structlog.get_logger("supportbot.security")
 
@@ -38,7 +40,6 @@ def security_event(
 ) -> None:
     """Record one security event (``rate_limited``, ``content_blocked``, ``content_flagged``,
     ``pii_redacted``, ``reply_blocked``, …)."""
-    from chat.guards.ratelimit import client_label
 
     context = structlog.contextvars.get_contextvars()
     event = {
@@ -61,8 +62,6 @@ def security_event(
 
 
 def _redis() -> Any:
-    from django_redis import get_redis_connection
-
     return get_redis_connection("default")
 
 
