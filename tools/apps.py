@@ -1,9 +1,12 @@
+"""The tools app's start-up: the built-in tools and workflow types are registered, the Celery
+tasks loaded, and a saved article queued for embedding."""
+
 from __future__ import annotations
 
-import structlog
 from django.apps import AppConfig
-from django.db import transaction
 from django.db.models.signals import post_save
+
+from tools.registry import registry
 
 
 class ToolsConfig(AppConfig):
@@ -11,27 +14,16 @@ class ToolsConfig(AppConfig):
     verbose_name = "Knowledge base and tools"
 
     def ready(self) -> None:
+        # These import the models, which cannot be imported before the app registry is ready:
+        # this module is imported while it is being populated.
+        from tools import tasks
         from tools.builtin import register_builtin
-        from tools.registry import registry
+        from tools.workflows.definitions import COMPLEX_QUERY, TOOL_CHAIN
+        from tools.workflows.engine import register_workflow
 
         register_builtin(registry)
-        post_save.connect(_embed_on_commit, sender="tools.Article", dispatch_uid="tools.embed")
-
-
-def _embed_on_commit(sender: object, instance: object, **kwargs: object) -> None:
-    """A saved article gets its chunk vectors in the worker once the save is committed."""
-    from django.conf import settings
-
-    if not settings.EMBEDDINGS_MODEL:
-        return
-    from tools.tasks import embed_articles_task
-
-    article_id = str(getattr(instance, "pk", ""))
-
-    def queue() -> None:
-        try:
-            embed_articles_task.delay([article_id])
-        except Exception:  # the next loadkb or save embeds it; the save itself stands
-            structlog.get_logger("tools").warning("embed_not_queued", article_id=article_id)
-
-    transaction.on_commit(queue)
+        register_workflow(COMPLEX_QUERY)
+        register_workflow(TOOL_CHAIN)
+        # tools.tasks is loaded in every process, not only in workers: the engine queues its
+        # task by name, which runs the registered task (eagerly where Celery is told to).
+        post_save.connect(tasks.embed_on_commit, sender="tools.Article", dispatch_uid="tools.embed")

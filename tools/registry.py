@@ -241,6 +241,17 @@ class ToolRegistry:
     ) -> ToolOutcome:
         """Run one call (see the module docstring); never raises for the tool's failures."""
         started = time.perf_counter()
+        checked = self._checked_call(call_id, name, arguments)
+        if isinstance(checked, ToolOutcome):
+            return checked
+        tool, parsed, args = checked
+        result, attempts, failure, elapsed = await self._guarded_attempts(tool, args, ctx, started)
+        return _finished(call_id, tool, parsed, result, attempts, failure, elapsed)
+
+    def _checked_call(
+        self, call_id: str, name: str, arguments: str | dict[str, Any]
+    ) -> tuple[Tool, dict[str, Any], BaseModel] | ToolOutcome:
+        """The tool, its arguments and their validated model, or the ``invalid`` outcome."""
         try:
             tool = self.get(name)
         except ToolNotFound:
@@ -252,7 +263,13 @@ class ToolRegistry:
             args = tool.Args.model_validate(parsed)
         except ValidationError as exc:
             return _invalid(call_id, tool.name, parsed, _validation_text(exc))
+        return tool, parsed, args
 
+    async def _guarded_attempts(
+        self, tool: Tool, args: BaseModel, ctx: ToolContext, started: float
+    ) -> tuple[ToolResult | None, int, ToolFailure | None, float]:
+        """The attempts behind the tool's circuit breaker, counted in the metrics whatever
+        happens; also the milliseconds since ``started``."""
         breaker = self._breakers[tool.name]
         attempts = 0
         failure: ToolFailure | None = None
@@ -274,36 +291,7 @@ class ToolRegistry:
         finally:
             elapsed = (time.perf_counter() - started) * 1000
             metrics.record_tool_call(tool=tool.name, ok=failure is None, latency_ms=elapsed)
-
-        if failure is not None:
-            log.warning(
-                "tool.failed",
-                tool=tool.name,
-                attempts=attempts,
-                code=failure.code,
-                permanent=failure.permanent,
-            )
-            return ToolOutcome(
-                call_id=call_id,
-                tool=tool.name,
-                arguments=parsed,
-                status="failed",
-                attempts=attempts,
-                execution_ms=round(elapsed),
-                error={"code": failure.code, "message": failure.message},
-            )
-        assert result is not None
-        log.info("tool.executed", tool=tool.name, attempts=attempts, latency_ms=round(elapsed))
-        return ToolOutcome(
-            call_id=call_id,
-            tool=tool.name,
-            arguments=parsed,
-            status="success",
-            attempts=attempts,
-            execution_ms=round(elapsed),
-            result=result.data,
-            citations=result.citations,
-        )
+        return result, attempts, failure, elapsed
 
     async def _attempts(
         self, tool: Tool, args: BaseModel, ctx: ToolContext
@@ -370,6 +358,47 @@ def _validation_text(exc: ValidationError) -> str:
         where = ".".join(str(part) for part in error.get("loc", ())) or "arguments"
         parts.append(f"{where}: {error.get('msg', 'invalid')}")
     return "Invalid arguments: " + "; ".join(parts)
+
+
+def _finished(
+    call_id: str,
+    tool: Tool,
+    arguments: dict[str, Any],
+    result: ToolResult | None,
+    attempts: int,
+    failure: ToolFailure | None,
+    elapsed: float,
+) -> ToolOutcome:
+    """The outcome of a call that ran (or that its breaker refused), logged."""
+    if failure is not None:
+        log.warning(
+            "tool.failed",
+            tool=tool.name,
+            attempts=attempts,
+            code=failure.code,
+            permanent=failure.permanent,
+        )
+        return ToolOutcome(
+            call_id=call_id,
+            tool=tool.name,
+            arguments=arguments,
+            status="failed",
+            attempts=attempts,
+            execution_ms=round(elapsed),
+            error={"code": failure.code, "message": failure.message},
+        )
+    assert result is not None
+    log.info("tool.executed", tool=tool.name, attempts=attempts, latency_ms=round(elapsed))
+    return ToolOutcome(
+        call_id=call_id,
+        tool=tool.name,
+        arguments=arguments,
+        status="success",
+        attempts=attempts,
+        execution_ms=round(elapsed),
+        result=result.data,
+        citations=result.citations,
+    )
 
 
 def _invalid(call_id: str, tool: str, arguments: dict[str, Any] | str, message: str) -> ToolOutcome:

@@ -1,12 +1,11 @@
-"""Workflows: multi-step jobs run by a Celery worker, every execution and step a database row.
+"""The workflow engine: submitting, claiming, running, retrying, compensating and resuming
+executions, every execution and step a database row, and the registry of workflow types.
 
-- ``complex_query``: analyse the question (its parts, ticket ids) → search the knowledge base
-  for each part → look up the tickets → compose one answer with citations.
-- ``escalation``: summarise the conversation → open a ticket → tell the session → mark the
-  session escalated.
-- ``tool_chain``: the tools of ``parameters.tools`` in order; an argument written
-  ``"$prev.a.b"`` takes that value from the previous step's result (``$steps.0.a`` from any
-  earlier step's).
+The types themselves are elsewhere: ``complex_query`` and ``tool_chain`` need only tools
+(``tools.workflows.definitions``, registered by ``tools.apps``); ``escalation`` needs the
+conversation, which tools know only by a session id, so it lives in ``chat.escalation``
+(registered by ``chat.apps``). A type is a ``Workflow``: a name, a pydantic model of its
+parameters, the ``Step`` list for given parameters and an optional further check at submit.
 
 Guarantees:
 
@@ -27,42 +26,49 @@ Guarantees:
   failed step.
 
 Progress goes out as the ``workflow_progress`` signal after every step; ``chat`` turns it into
-``workflow_progress`` frames for the session's sockets. ``chat`` also provides the conversation
-for the escalation steps (``conversation``): tools know a session only by its id.
+``workflow_progress`` frames for the session's sockets.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from asgiref.sync import async_to_sync
+from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.dispatch import Signal
 from django.utils import timezone
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
+from supportbot import ratelimit
 from supportbot.db import write_transaction
-from supportbot.errors import ApiError, ms
+from supportbot.errors import ApiError
 from supportbot.ids import new_tool_call_id
 from tools.models import WorkflowExecution, WorkflowStep
-from tools.registry import ToolContext, ToolNotFound, ToolOutcome, registry
+from tools.registry import ToolContext, ToolOutcome, registry
 from tools.tickets import ticket_cancel
+from tools.workflows.wire import execution_wire
 
 log = structlog.get_logger("tools.workflows")
 
 # Sent after every step and at the end: execution_id, session_id, body (``execution_wire``).
 workflow_progress = Signal()
+
+# The Celery task that runs an execution (``tools.tasks``). The engine queues it by name:
+# the tasks module imports the engine, not the other way round.
+RUN_WORKFLOW_TASK = "tools.run_workflow"
 
 Status = WorkflowExecution.Status
 StepStatus = WorkflowStep.Status
@@ -88,29 +94,13 @@ class StepFailed(Exception):
         self.permanent = permanent
 
 
-# --- what chat provides ---------------------------------------------------------------------
-
-
-@dataclass
-class Conversation:
-    """The chat app's side of the escalation steps (set in ``chat.apps``)."""
-
-    transcript: Callable[[str], str] | None = None  # session id → the conversation as text
-    notify: Callable[[str, str], None] | None = None  # session id, text → stored + delivered
-    # session id, ticket id (None: undo) → the session is marked escalated (or not any more)
-    mark_escalated: Callable[[str, str | None], None] | None = None
-    # session id → one unit of the global tool-execution limit taken, or ApiError when refused
-    admit_tool: Callable[[str], None] | None = None
-
-
-conversation = Conversation()
-
-
 # --- steps -------------------------------------------------------------------------------------
 
 
 @dataclass
 class StepContext:
+    """What a step runs with: its execution, session, parameters and the earlier results."""
+
     execution_id: str
     session_id: str
     parameters: dict[str, Any]
@@ -120,6 +110,8 @@ class StepContext:
 
 @dataclass(frozen=True)
 class Step:
+    """A named step: ``run`` returns its result (JSON); ``compensate`` undoes it."""
+
     name: str
     run: Callable[[StepContext], dict[str, Any]]
     compensate: Callable[[StepContext, dict[str, Any]], None] | None = None
@@ -130,11 +122,10 @@ def call_tool(ctx: StepContext, name: str, arguments: dict[str, Any]) -> ToolOut
     call (``create_ticket`` then returns the ticket it opened the first time). The call counts
     against the global tool-execution limit like the assistant's; a refusal is a transient
     failure of the step, retried after its backoff."""
-    if conversation.admit_tool is not None:
-        try:
-            conversation.admit_tool(ctx.session_id)
-        except ApiError as refused:
-            raise StepFailed(f"{name}: {refused.message}", permanent=False) from refused
+    try:
+        ratelimit.hit(("global_tool_executions", ratelimit.GLOBAL), session_id=ctx.session_id)
+    except ApiError as refused:
+        raise StepFailed(f"{name}: {refused.message}", permanent=False) from refused
     return async_to_sync(registry.execute)(
         call_id=new_tool_call_id(),
         name=name,
@@ -143,7 +134,8 @@ def call_tool(ctx: StepContext, name: str, arguments: dict[str, Any]) -> ToolOut
     )
 
 
-def _tool_result(outcome: ToolOutcome) -> dict[str, Any]:
+def tool_result(outcome: ToolOutcome) -> dict[str, Any]:
+    """A tool call's result, or ``StepFailed`` (transient only for an execution failure)."""
     if outcome.ok:
         assert outcome.result is not None
         return outcome.result
@@ -152,7 +144,8 @@ def _tool_result(outcome: ToolOutcome) -> dict[str, Any]:
     raise StepFailed(f"{outcome.tool}: {error.get('message', 'failed')}", permanent=permanent)
 
 
-def _cancel_ticket(ctx: StepContext, result: dict[str, Any]) -> None:
+def cancel_ticket(ctx: StepContext, result: dict[str, Any]) -> None:
+    """Compensation of a step whose result opened a ticket (``ticketId``): cancel it."""
     ticket_id = result.get("ticketId")
     if isinstance(ticket_id, str):
         ticket_cancel(
@@ -162,290 +155,98 @@ def _cancel_ticket(ctx: StepContext, result: dict[str, Any]) -> None:
         )
 
 
-# --- complex_query -----------------------------------------------------------------------------
+# --- the workflow types ------------------------------------------------------------------------
 
-_TICKET_RE = re.compile(r"\bTKT-[A-Z0-9]{4,16}\b", re.IGNORECASE)
-_SPLIT_RE = re.compile(r"(?<=[.?!])\s+|\s+(?:and also|also|and then|plus)\s+", re.IGNORECASE)
-MAX_PARTS = 4
-
-
-class QueryParameters(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    query: str = Field(min_length=1, max_length=4000)
-
-
-def _analyse(ctx: StepContext) -> dict[str, Any]:
-    query = str(ctx.parameters["query"])
-    tickets = sorted({match.upper() for match in _TICKET_RE.findall(query)})
-    text = _TICKET_RE.sub(" ", query)
-    parts = [" ".join(p.split()) for p in _SPLIT_RE.split(text)]
-    parts = [p for p in parts if len(p.split()) >= 2][:MAX_PARTS] or [" ".join(text.split())]
-    if tickets:
-        # "What is the status of TKT-…?" is answered by the ticket lookup; only parts that ask
-        # something besides a ticket's state are searched.
-        parts = [p for p in parts if not _only_about_tickets(p)]
-    return {"parts": [p for p in parts if p], "tickets": tickets}
-
-
-_TICKET_WORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "any",
-        "are",
-        "at",
-        "been",
-        "did",
-        "do",
-        "does",
-        "for",
-        "has",
-        "have",
-        "how",
-        "i",
-        "is",
-        "it",
-        "its",
-        "me",
-        "my",
-        "news",
-        "of",
-        "on",
-        "or",
-        "please",
-        "progress",
-        "s",
-        "state",
-        "status",
-        "the",
-        "there",
-        "this",
-        "ticket",
-        "tickets",
-        "update",
-        "updates",
-        "was",
-        "what",
-        "whats",
-        "where",
-        "with",
-        "you",
-        "your",
-        "check",
-        "tell",
-        "happening",
-        "going",
-    ]
-)
-
-
-def _only_about_tickets(part: str) -> bool:
-    """Whether a part, its ticket ids taken out, asks nothing but a ticket's state."""
-    words = re.findall(r"[a-z]+", part.lower())
-    return all(word in _TICKET_WORDS for word in words)
-
-
-def _search(ctx: StepContext) -> dict[str, Any]:
-    analysis = ctx.results[0] or {}
-    found = []
-    for part in analysis.get("parts", []):
-        result = _tool_result(call_tool(ctx, "kb_search", {"query": part[:500], "maxResults": 3}))
-        found.append({"part": part, "results": result.get("results", [])})
-    return {"searches": found}
-
-
-def _statuses(ctx: StepContext) -> dict[str, Any]:
-    analysis = ctx.results[0] or {}
-    statuses = []
-    for ticket_id in analysis.get("tickets", []):
-        outcome = call_tool(ctx, "fetch_status", {"ticketId": ticket_id})
-        if outcome.ok:
-            statuses.append(outcome.result)
-        elif (outcome.error or {}).get("code") == "NOT_FOUND":
-            statuses.append({"ticketId": ticket_id, "found": False})
-        else:
-            _tool_result(outcome)  # raises: a lookup that failed is retried
-    return {"tickets": statuses}
-
-
-def _compose(ctx: StepContext) -> dict[str, Any]:
-    searches = (ctx.results[1] or {}).get("searches", [])
-    tickets = (ctx.results[2] or {}).get("tickets", [])
-    blocks: list[str] = []
-    citations: list[dict[str, str]] = []
-    for search in searches:
-        hits = search.get("results") or []
-        if not hits:
-            blocks.append(f"**{search['part']}**: nothing in the help centre covers this.")
-            continue
-        best = hits[0]
-        blocks.append(
-            f"**{search['part']}**: [{best['title']}]({best['url']})\n> {best['passage']}"
-        )
-        if all(c["id"] != best["id"] for c in citations):
-            citations.append({"id": best["id"], "title": best["title"], "url": best["url"]})
-    for ticket in tickets:
-        if ticket.get("found") is False:
-            blocks.append(f"Ticket {ticket['ticketId']} was not found for this conversation.")
-        else:
-            state = str(ticket.get("status", "")).replace("_", " ")
-            blocks.append(f"Ticket {ticket['ticketId']} ({ticket.get('title', '')}) is {state}.")
-    return {"answer": "\n\n".join(blocks), "citations": citations}
-
-
-# --- escalation --------------------------------------------------------------------------------
-
-
-class EscalationParameters(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    query: str = Field("", max_length=4000)
-    priority: Literal["low", "medium", "high", "urgent"] = "high"
-    category: str = Field("general", max_length=64)
-
-
-def _need(hook: Callable[..., Any] | None, what: str) -> Callable[..., Any]:
-    if hook is None:
-        raise StepFailed(f"no {what} is available in this process", permanent=True)
-    return hook
-
-
-def _summarise(ctx: StepContext) -> dict[str, Any]:
-    transcript = _need(conversation.transcript, "conversation")(ctx.session_id)
-    reason = str(ctx.parameters.get("query") or "").strip()
-    lines = [line for line in transcript.splitlines() if line.strip()]
-    summary = "\n".join(lines[-12:])[-3000:]
-    return {"reason": reason, "summary": summary, "messages": len(lines)}
-
-
-def _open_ticket(ctx: StepContext) -> dict[str, Any]:
-    summary = ctx.results[0] or {}
-    reason = summary.get("reason") or "The customer asked for a human."
-    description = f"{reason}\n\nConversation so far:\n{summary.get('summary') or '(empty)'}"
-    arguments = {
-        "title": ("Escalation: " + reason)[:200] if len(reason) >= 3 else "Escalation",
-        "description": description[:4000],
-        "priority": ctx.parameters.get("priority", "high"),
-        "category": ctx.parameters.get("category", "general"),
-    }
-    return _tool_result(call_tool(ctx, "create_ticket", arguments))
-
-
-def _notify(ctx: StepContext) -> dict[str, Any]:
-    ticket = ctx.results[1] or {}
-    text = (
-        f"A support agent will take over this conversation. Your ticket is "
-        f"{ticket.get('ticketId')}; you can ask about it here at any time."
-    )
-    _need(conversation.notify, "conversation")(ctx.session_id, text)
-    return {"notified": True, "message": text}
-
-
-def _mark(ctx: StepContext) -> dict[str, Any]:
-    ticket = ctx.results[1] or {}
-    _need(conversation.mark_escalated, "conversation")(ctx.session_id, ticket.get("ticketId"))
-    return {"escalated": True, "ticketId": ticket.get("ticketId")}
-
-
-def _unmark(ctx: StepContext, result: dict[str, Any]) -> None:
-    _need(conversation.mark_escalated, "conversation")(ctx.session_id, None)
-
-
-# --- tool_chain --------------------------------------------------------------------------------
-
-
-class ChainLink(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    tool: str = Field(min_length=1, max_length=64)
-    arguments: dict[str, Any] = Field(default_factory=dict)
-
-
-class ChainParameters(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    query: str = Field("", max_length=4000)
-    tools: list[ChainLink] = Field(min_length=1, max_length=8)
-
-
-_REF_RE = re.compile(r"^\$(prev|steps\.(\d+))((?:\.[A-Za-z0-9_]+)*)$")
-
-
-def _resolve(value: Any, ctx: StepContext) -> Any:
-    """Replace ``$prev.x.y`` / ``$steps.N.x.y`` strings by values of earlier results."""
-    if isinstance(value, dict):
-        return {k: _resolve(v, ctx) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_resolve(v, ctx) for v in value]
-    if not isinstance(value, str) or not value.startswith("$"):
-        return value
-    match = _REF_RE.match(value)
-    if match is None:
-        raise StepFailed(f"{value!r} is not a reference ($prev.… or $steps.N.…)", permanent=True)
-    index = ctx.index - 1 if match.group(1) == "prev" else int(match.group(2))
-    if not 0 <= index < ctx.index:
-        raise StepFailed(f"{value!r} refers to a step that has not run", permanent=True)
-    current: Any = ctx.results[index]
-    for part in filter(None, match.group(3).split(".")):
-        if isinstance(current, list) and part.isdigit() and int(part) < len(current):
-            current = current[int(part)]
-        elif isinstance(current, dict) and part in current:
-            current = current[part]
-        else:
-            raise StepFailed(f"{value!r}: the earlier result has no {part!r}", permanent=True)
-    return current
-
-
-def _chain_step(link: ChainLink) -> Step:
-    def run(ctx: StepContext) -> dict[str, Any]:
-        return _tool_result(call_tool(ctx, link.tool, _resolve(link.arguments, ctx)))
-
-    tool = registry.get(link.tool)
-    compensate = _cancel_ticket if tool.name == "create_ticket" else None
-    return Step(name=tool.name, run=run, compensate=compensate)
-
-
-# --- the workflows -----------------------------------------------------------------------------
+WORKFLOW_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # WorkflowExecution.workflow_type
 
 
 @dataclass(frozen=True)
 class Workflow:
+    """A workflow type. ``steps`` gives the steps for validated parameters; ``check``, when set,
+    refuses parameters the model accepts but the type cannot run (``WorkflowInvalid``)."""
+
     name: str
     parameters: type[BaseModel]
     steps: Callable[[dict[str, Any]], list[Step]]
+    check: Callable[[dict[str, Any]], None] | None = None
 
 
-WORKFLOWS: dict[str, Workflow] = {
-    "complex_query": Workflow(
-        "complex_query",
-        QueryParameters,
-        lambda p: [
-            Step("analyse", _analyse),
-            Step("search", _search),
-            Step("ticket_status", _statuses),
-            Step("compose", _compose),
-        ],
-    ),
-    "escalation": Workflow(
-        "escalation",
-        EscalationParameters,
-        lambda p: [
-            Step("summarise", _summarise),
-            Step("create_ticket", _open_ticket, _cancel_ticket),
-            Step("notify", _notify),
-            Step("mark_escalated", _mark, _unmark),
-        ],
-    ),
-    "tool_chain": Workflow(
-        "tool_chain",
-        ChainParameters,
-        lambda p: [_chain_step(ChainLink.model_validate(link)) for link in p["tools"]],
-    ),
-}
+class WorkflowNotFound(KeyError):
+    """No workflow type is registered under that name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"no workflow type named {self.name!r}"
+
+
+class WorkflowRegistry:
+    """Workflow types by name; validates on ``register``."""
+
+    def __init__(self) -> None:
+        self._workflows: dict[str, Workflow] = {}
+
+    def register(self, workflow: Workflow) -> Workflow:
+        if not WORKFLOW_NAME_RE.match(workflow.name):
+            raise ValueError(f"workflow name {workflow.name!r} is not 1-32 lower-case letters")
+        parameters = workflow.parameters
+        if not (isinstance(parameters, type) and issubclass(parameters, BaseModel)):
+            raise ValueError(f"{workflow.name}: parameters must be a pydantic model")
+        if not callable(workflow.steps) or not (workflow.check is None or callable(workflow.check)):
+            raise ValueError(f"{workflow.name}: steps and check must be callables")
+        if workflow.name in self._workflows:
+            raise ValueError(f"a workflow type named {workflow.name!r} exists")
+        self._workflows[workflow.name] = workflow
+        return workflow
+
+    def unregister(self, name: str) -> None:
+        del self._workflows[self.get(name).name]
+
+    @contextlib.contextmanager
+    def register_temporarily(self, workflow: Workflow) -> Iterator[Workflow]:
+        """For tests: the workflow type is registered inside the block only."""
+        self.register(workflow)
+        try:
+            yield workflow
+        finally:
+            self.unregister(workflow.name)
+
+    def get(self, name: str) -> Workflow:
+        """The workflow type by name; ``WorkflowNotFound`` otherwise."""
+        workflow = self._workflows.get(name)
+        if workflow is None:
+            raise WorkflowNotFound(name)
+        return workflow
+
+    def names(self) -> list[str]:
+        return sorted(self._workflows)
+
+
+workflow_types = WorkflowRegistry()
+
+
+def register_workflow(workflow: Workflow) -> Workflow:
+    """Add a workflow type (``ValueError`` when it is malformed or its name is taken)."""
+    return workflow_types.register(workflow)
+
+
+def validation_problems(exc: ValidationError, *, where: str) -> str:
+    """Pydantic's first five errors as one line, ``where`` naming a top-level error."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or where}: {e['msg']}"
+        for e in exc.errors(include_input=False, include_url=False)[:5]
+    )
 
 
 def _validated(workflow_type: Any, parameters: Any) -> tuple[Workflow, dict[str, Any]]:
-    workflow = WORKFLOWS.get(workflow_type) if isinstance(workflow_type, str) else None
+    workflow = None
+    if isinstance(workflow_type, str):
+        with contextlib.suppress(WorkflowNotFound):
+            workflow = workflow_types.get(workflow_type)
     if workflow is None:
-        names = ", ".join(WORKFLOWS)
+        names = ", ".join(workflow_types.names())
         raise WorkflowInvalid(f"workflowType must be one of {names}.", field="workflowType")
     if not isinstance(parameters, dict):
         raise WorkflowInvalid("parameters must be an object.")
@@ -453,72 +254,19 @@ def _validated(workflow_type: Any, parameters: Any) -> tuple[Workflow, dict[str,
         checked = workflow.parameters.model_validate(parameters).model_dump(mode="json")
     except ValidationError as exc:
         errors = exc.errors(include_input=False, include_url=False)
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'parameters'}: {e['msg']}" for e in errors[:5]
-        )
         first = ".".join(str(p) for p in errors[0]["loc"])
         raise WorkflowInvalid(
-            f"Invalid parameters: {problems}",
+            f"Invalid parameters: {validation_problems(exc, where='parameters')}",
             field=f"parameters.{first}" if first else "parameters",
             missing=errors[0]["type"] == "missing",
         ) from None
-    if workflow.name == "tool_chain":
-        for index, link in enumerate(checked["tools"]):
-            _check_link(index, link)
+    if workflow.check is not None:
+        workflow.check(checked)
     return workflow, checked
 
 
-def _check_link(index: int, link: dict[str, Any]) -> None:
-    """A chain link is refused at submit when it can be: an unknown tool, a malformed reference
-    or one to a step that will not have run, and arguments without references that the tool's
-    ``Args`` refuse (arguments with references are checked when the step runs)."""
-    field = f"parameters.tools.{index}"
-    try:
-        tool = registry.get(link["tool"])
-    except ToolNotFound:
-        raise WorkflowInvalid(
-            f"Unknown tool {link['tool']!r} in parameters.tools.", field=f"{field}.tool"
-        ) from None
-    references = list(_references(link["arguments"]))
-    for value in references:
-        match = _REF_RE.match(value)
-        if match is None:
-            raise WorkflowInvalid(
-                f"{value!r} is not a reference ($prev.… or $steps.N.…).", field=f"{field}.arguments"
-            )
-        earlier = index - 1 if match.group(1) == "prev" else int(match.group(2))
-        if not 0 <= earlier < index:
-            raise WorkflowInvalid(
-                f"{value!r} refers to a step that runs later or not at all.",
-                field=f"{field}.arguments",
-            )
-    if references:
-        return
-    try:
-        tool.Args.model_validate(link["arguments"])
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
-            for e in exc.errors(include_input=False, include_url=False)[:5]
-        )
-        raise WorkflowInvalid(
-            f"Invalid arguments for {tool.name}: {problems}", field=f"{field}.arguments"
-        ) from None
-
-
-def _references(value: Any) -> Any:
-    """Every ``$…`` string inside a link's arguments."""
-    if isinstance(value, dict):
-        for item in value.values():
-            yield from _references(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _references(item)
-    elif isinstance(value, str) and value.startswith("$"):
-        yield value
-
-
 def derived_key(*, session_id: str, workflow_type: str, parameters: dict[str, Any]) -> str:
+    """The idempotency key of a submit that gave none: its session, type and parameters."""
     canonical = json.dumps(
         {"s": session_id, "t": workflow_type, "p": parameters}, sort_keys=True, default=str
     )
@@ -583,10 +331,10 @@ def _same_request(
 
 
 def _enqueue(execution_id: str) -> None:
-    from tools.tasks import run_workflow_task
-
     try:
-        run_workflow_task.delay(execution_id)
+        # The registered task's own delay() (eager in tests, its routing and options); a process
+        # that has not imported tools.tasks sends the same message by name.
+        current_app.signature(RUN_WORKFLOW_TASK).delay(execution_id)
     except Exception:
         # Stored anyway: resume_stale_workflows queues it again once the broker answers.
         log.warning("workflow.not_queued", execution_id=execution_id, exc_info=True)
@@ -634,7 +382,7 @@ def run_execution(execution_id: str) -> str | None:
     if claimed is None:
         return None
     execution, token = claimed
-    workflow = WORKFLOWS[execution.workflow_type]
+    workflow = workflow_types.get(execution.workflow_type)
     steps = workflow.steps(execution.parameters)
     rows = list(execution.steps.order_by("index"))
     started_at = execution.started_at or timezone.now()
@@ -794,42 +542,3 @@ def resume_stale_workflows() -> int:
     for execution_id in stale:
         _enqueue(execution_id)
     return len(stale)
-
-
-# --- the wire ----------------------------------------------------------------------------------
-
-
-def execution_wire(execution: WorkflowExecution) -> dict[str, Any]:
-    """An execution as ``/api/workflow/*`` and ``workflow_progress`` show it (API.md)."""
-    rows = list(execution.steps.order_by("index"))
-    done = sum(1 for r in rows if r.status == StepStatus.COMPLETED)
-    progress = 1.0 if execution.status == Status.COMPLETED else (done / len(rows) if rows else 0)
-    body: dict[str, Any] = {
-        "executionId": execution.id,
-        "workflowType": execution.workflow_type,
-        "status": execution.status,
-        "progress": round(progress, 4),
-        "steps": [
-            {
-                "id": f"{execution.id}.{row.index}",
-                "name": row.name,
-                "status": row.status,
-                "attempts": row.attempts,
-                "executionTime": row.execution_ms,
-                **({"result": row.result} if row.result is not None else {}),
-                **({"error": row.error} if row.error else {}),
-            }
-            for row in rows
-        ],
-        "result": execution.result,
-        "metadata": {
-            "idempotencyKey": execution.idempotency_key,
-            "createdAt": ms(execution.created_at),
-            "startedAt": ms(execution.started_at),
-            "finishedAt": ms(execution.finished_at),
-            "deliveries": execution.deliveries,
-        },
-    }
-    if execution.error:
-        body["error"] = execution.error
-    return body
