@@ -122,8 +122,9 @@ async def report_answer(request: HttpRequest, session_id: str) -> JsonResponse:
     ip = client_ip(request)
     require_session_id(session_id)  # before the limit: a malformed id would name a key
     ratelimit.hit(("session_requests", session_id), session_id=session_id, client_ip=ip)
+    session = await sync_to_async(session_get)(session_id=session_id)
     item = await sync_to_async(report_message)(
-        session_id=session_id, message_id=payload.messageId, reason=reason, client_ip=ip
+        session=session, message_id=payload.messageId, reason=reason, client_ip=ip
     )
     return JsonResponse(wire.report(item), status=201)
 

@@ -26,14 +26,18 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import structlog
+from celery import current_app
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
 from django.core.files.base import ContentFile
+from django.core.files.storage import storages
 from django.db import connections
 from django.utils import timezone
 
 from chat.llm.chain import get_chain
 from chat.models import ChatSession
+from ops.scheduler import lease_state
 from supportbot import metrics, ratelimit
 from supportbot.errors import now_ms
 
@@ -95,8 +99,6 @@ def check_cache() -> CheckResult:
 
 async def check_channel_layer() -> CheckResult:
     """Send a message to a throwaway channel and receive it."""
-    from channels.layers import get_channel_layer
-
     layer = get_channel_layer()
     if layer is None:
         return "disabled", "no channel layer configured"
@@ -113,8 +115,6 @@ async def check_channel_layer() -> CheckResult:
 
 def check_storage() -> CheckResult:
     """Write a small probe file to the archives storage, read it back, delete it."""
-    from django.core.files.storage import storages
-
     storage = storages["archives"]
     name = storage.save(f"health/probe-{uuid.uuid4().hex}.txt", ContentFile(b"ok"))
     try:
@@ -138,10 +138,10 @@ def check_worker() -> CheckResult:
     cached = _worker_answer
     if cached is not None and time.monotonic() - cached[0] < WORKER_CACHE_SECONDS:
         return cached[1]
-    from supportbot.celery import app
-
+    # current_app is the supportbot app in every thread: loading supportbot (supportbot/__init__.py)
+    # creates it, and Celery's Django fix-up makes it the default app (ops imports no wiring).
     # limit=1: return on the first pong instead of waiting out the timeout for more workers.
-    replies = app.control.ping(timeout=WORKER_PING_TIMEOUT, limit=1)
+    replies = current_app.control.ping(timeout=WORKER_PING_TIMEOUT, limit=1)
     result: CheckResult = ("up", None) if replies else ("degraded", "no worker answered")
     _worker_answer = (time.monotonic(), result)
     return result
@@ -150,8 +150,6 @@ def check_worker() -> CheckResult:
 def check_beat() -> CheckResult:
     """Whether a Celery beat holds its lease (``ops.scheduler``): without one, sessions do not
     expire and PII review copies outlive their retention, so its absence degrades."""
-    from ops.scheduler import lease_state
-
     state = lease_state()
     if state is None:
         return "degraded", "no beat has run"

@@ -1,14 +1,14 @@
-"""What the guards record for staff, and what staff do with it (the ops review queues).
+"""What the guards record for staff, and the PII allowlist that redaction applies.
 
 Recording: ``record_findings`` (PII redactions and content-filter flags of a stored message),
 ``record_block`` (a blocked message, which is stored only here), ``report_message`` (a user's
-"report this answer"). Reviewing: ``confirm``, ``dismiss`` (a dismissed PII detection becomes
-allowlist entries, by fingerprint), ``add_note``. The allowlist that redaction applies is
-``current_allowlist``, read from the database at most every ``ALLOWLIST_TTL`` seconds per
-process and at once after a change in this one.
+"report this answer"). Staff review these items in the admin (the ops app). The allowlist that
+redaction applies is ``current_allowlist``, read from the database at most every
+``ALLOWLIST_TTL`` seconds per process and at once after ``invalidate_allowlist`` in this one.
 
-The clear text of a PII detection is kept only encrypted (Fernet, ``PII_REVIEW_ENCRYPTION_KEY``)
-and only until ``purge_after``; ``purge_expired_clear_text`` (a periodic task) deletes it.
+The clear text of a PII detection is kept only encrypted (Fernet, ``PII_REVIEW_ENCRYPTION_KEY``,
+``clear_text_cipher``) and only until ``purge_after``; ``purge_expired_clear_text`` (a periodic
+task) deletes it.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from typing import Any
 
 import structlog
 from asgiref.sync import sync_to_async
+from cryptography.fernet import Fernet
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from chat.guards.content import ContentVerdict
-from chat.guards.pii import Allowlist, Redaction
+from chat.guards.pii import Allowlist, Redaction, redact_pii
 from chat.models import ChatSession, Message, PiiAllowlistEntry, ReviewItem
 from supportbot.clients import client_label
 from supportbot.errors import ApiError
@@ -116,40 +116,19 @@ async def allowlist_for_async() -> Allowlist:
 
 
 def invalidate_allowlist() -> None:
+    """Drop this process's cached allowlist: the next redaction reads the database."""
     _allowlist.invalidate()
-
-
-def validate_pattern(pattern: str) -> None:
-    """Refuse a pattern that does not compile (the admin form calls this)."""
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"not a valid regular expression: {exc}") from exc
 
 
 # --- encrypted clear copies ----------------------------------------------------------------------
 
 
-def _fernet() -> Any:
+def clear_text_cipher() -> Fernet | None:
+    """The cipher of the clear copies kept for review; None without PII_REVIEW_ENCRYPTION_KEY."""
     key = settings.PII_REVIEW_ENCRYPTION_KEY
     if not key:
         return None
-    from cryptography.fernet import Fernet
-
     return Fernet(key.encode() if isinstance(key, str) else key)
-
-
-def clear_text(item: ReviewItem) -> str | None:
-    """The clear text of an item, when an encrypted copy is kept and not yet purged."""
-    fernet = _fernet()
-    if fernet is None or not item.encrypted_clear:
-        return None
-    from cryptography.fernet import InvalidToken
-
-    try:
-        return str(fernet.decrypt(bytes(item.encrypted_clear)).decode())
-    except InvalidToken:
-        return None
 
 
 def purge_expired_clear_text() -> int:
@@ -202,11 +181,11 @@ def record_findings(*, session_id: str, message_id: str, findings: Findings) -> 
     }
     redaction = findings.redaction
     if redaction is not None and redaction.matches:
-        fernet = _fernet()
+        cipher = clear_text_cipher()
         encrypted = None
         purge_after = None
-        if fernet is not None and findings.original:
-            encrypted = fernet.encrypt(findings.original.encode())
+        if cipher is not None and findings.original:
+            encrypted = cipher.encrypt(findings.original.encode())
             purge_after = timezone.now() + timedelta(days=settings.PII_REVIEW_RETENTION_DAYS)
         items.append(
             ReviewItem(
@@ -263,13 +242,12 @@ def record_block(
 
 
 def report_message(
-    *, session_id: str, message_id: str | None, reason: str, client_ip: str = ""
+    *, session: ChatSession, message_id: str | None, reason: str, client_ip: str = ""
 ) -> ReviewItem:
-    """A user's "report this answer": the session's assistant message (its latest by default)."""
-    from chat.guards.pii import redact_pii
-    from chat.sessions import session_get
+    """A user's "report this answer": the session's assistant message (its latest by default).
 
-    session: ChatSession = session_get(session_id=session_id)
+    ``session`` is the live session the caller looked up (``chat.sessions.session_get``).
+    """
     messages = Message.objects.filter(session=session, role=Message.Role.ASSISTANT)
     if message_id:
         message = messages.filter(pk=message_id).first()
@@ -306,63 +284,3 @@ def report_message(
         report_id=item.pk,
     )
     return item
-
-
-# --- reviewing ------------------------------------------------------------------------------------
-
-
-def _review(item: ReviewItem, status: str, by: str) -> None:
-    item.status = status
-    item.reviewed_by = by
-    item.reviewed_at = timezone.now()
-    item.save(update_fields=["status", "reviewed_by", "reviewed_at"])
-
-
-def confirm(item: ReviewItem, *, by: str) -> None:
-    _review(item, ReviewItem.Status.CONFIRMED, by)
-
-
-def dismiss(item: ReviewItem, *, by: str) -> int:
-    """Mark a false positive; a PII item's values join the allowlist. Returns entries added."""
-    added = 0
-    with transaction.atomic():
-        _review(item, ReviewItem.Status.DISMISSED, by)
-        if item.kind == ReviewItem.Kind.PII:
-            matches = (item.findings or {}).get("matches", [])
-            known = set(
-                PiiAllowlistEntry.objects.filter(
-                    fingerprint__in=[m.get("fingerprint", "") for m in matches]
-                ).values_list("fingerprint", flat=True)
-            )
-            for match in matches:
-                fingerprint = match.get("fingerprint", "")
-                if not fingerprint or fingerprint in known:
-                    continue
-                known.add(fingerprint)
-                PiiAllowlistEntry.objects.create(
-                    kind=match.get("kind", ""),
-                    fingerprint=fingerprint,
-                    source=item,
-                    created_by=by,
-                    note=f"dismissed from review item #{item.pk}",
-                )
-                added += 1
-    if added:
-        invalidate_allowlist()
-    return added
-
-
-def add_note(item: ReviewItem, *, by: str, note: str) -> None:
-    stamp = timezone.now().strftime("%Y-%m-%d %H:%M")
-    line = f"[{stamp} {by}] {note.strip()}"
-    item.note = f"{item.note}\n{line}".strip()
-    item.save(update_fields=["note"])
-
-
-def transcript_context(item: ReviewItem, around: int = 3) -> list[Message]:
-    """The messages around the item's message (the session's last few when it has none)."""
-    messages = Message.objects.filter(session_id=item.session_id)
-    anchor = messages.filter(pk=item.message_id).values_list("seq", flat=True).first()
-    if anchor is None:
-        return list(reversed(messages.order_by("-seq")[: 2 * around]))
-    return list(messages.filter(seq__gte=anchor - around, seq__lte=anchor + around).order_by("seq"))

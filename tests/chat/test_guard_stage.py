@@ -14,9 +14,10 @@ from django.utils import timezone
 
 from chat.guards.pii import value_fingerprint
 from chat.guards.reply import WITHHELD_REPLY
-from chat.guards.review import clear_text, purge_expired_clear_text
+from chat.guards.review import purge_expired_clear_text
 from chat.memory import load_prompt
 from chat.models import ChatSession, Message, PiiAllowlistEntry, ReviewItem
+from ops.review import clear_text
 from supportbot.security import recent_events
 from tests.chat.conftest import completions, new_session, open_chat_socket, parse_sse, send
 from tests.fakes.openai_server import Reply

@@ -83,7 +83,7 @@ def blocked(text: str) -> ReviewItem:
 
 def user_report(answer: str, reason: str) -> ReviewItem:
     session, _ = conversation("Is my data safe?", answer)
-    return report_message(session_id=session.pk, message_id=None, reason=reason)
+    return report_message(session=session, message_id=None, reason=reason)
 
 
 def changelist(model_name: str) -> str:

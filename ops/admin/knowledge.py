@@ -1,4 +1,5 @@
-"""Staff edit the knowledge base here; the database keeps the search index in step on save."""
+"""The tools app's models in the admin (``/admin/tools/...``): staff edit the knowledge base (the
+database keeps the search index in step on save), move tickets along and read workflow runs."""
 
 from __future__ import annotations
 

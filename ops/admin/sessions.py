@@ -1,4 +1,5 @@
-"""Conversations in the admin: read-only. Staff read transcripts; they never edit or add them.
+"""Conversations in the admin (``/admin/chat/...``): read-only. Staff read transcripts; they never
+edit or add them.
 
 Sessions are not deletable here either: a session leaves the hot tables only through expiry or
 ending, which archive it first (``chat/lifecycle.py``); a delete button would skip the archive.
@@ -6,9 +7,7 @@ ending, which archive it first (``chat/lifecycle.py``); a delete button would sk
 
 from __future__ import annotations
 
-import json
 from typing import Any
-from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.contrib.admin.utils import quote
@@ -16,15 +15,11 @@ from django.db.models import QuerySet
 from django.forms import Script
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils import formats, timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from chat.models import ChatSession, Message
-
-# A session page renders its transcript whole up to this many messages; beyond it the page would
-# grow unbounded, and the Message list (filtered by session) pages through the rest.
-TRANSCRIPT_LIMIT = 1000
+from ops.transcripts import render_transcript, session_transcript
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -38,69 +33,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-
-def _when(value: Any) -> str:
-    return formats.date_format(timezone.localtime(value), "Y-m-d H:i:s") if value else ""
-
-
-def _tool_calls(message: Message) -> SafeString | str:
-    if not message.tool_calls:
-        return ""
-    # format_html escapes the JSON: tool arguments come from the model and may hold markup.
-    return format_html(
-        "<pre>{}</pre>", json.dumps(message.tool_calls, indent=2, ensure_ascii=False, default=str)
-    )
-
-
-def render_transcript(session: ChatSession, *, limit: int = TRANSCRIPT_LIMIT) -> SafeString:
-    """The session's messages in ``seq`` order as an HTML table; every value is escaped."""
-    messages = list(session.messages.order_by("seq")[: limit + 1])
-    more = len(messages) > limit
-    rows = format_html_join(
-        "\n",
-        '<tr class="transcript-{}" data-seq="{}"><td>{}</td><td>{}</td><td>{}</td>'
-        "<td><pre>{}</pre>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        (
-            (
-                m.role,
-                m.seq,
-                m.seq,
-                m.get_role_display(),
-                _when(m.created_at),
-                m.content,
-                _tool_calls(m),
-                m.total_tokens or "",
-                f"{m.processing_ms} ms" if m.processing_ms is not None else "",
-                m.model,
-                m.get_status_display() + (f" ({m.error_code})" if m.error_code else ""),
-            )
-            for m in messages[:limit]
-        ),
-    )
-    note = ""
-    if more:
-        url = reverse("admin:chat_message_changelist") + "?" + urlencode({"q": session.pk})
-        note = format_html(
-            '<p>Showing the first {} messages; <a href="{}">all messages</a>.</p>', limit, url
-        )
-    live = ""
-    if session.status != ChatSession.Status.ENDED and not more:
-        # static/chat/watch.js follows the conversation live (staff watcher socket).
-        live = format_html(
-            '<p class="transcript-live" data-session-id="{}" role="status" aria-live="polite"></p>',
-            session.pk,
-        )
-    empty = "" if messages else format_html('<p class="transcript-empty">{}</p>', "No messages.")
-    return format_html(
-        '{}<table class="transcript"><thead><tr><th>#</th><th>Role</th><th>Time</th>'
-        "<th>Content</th><th>Tokens</th><th>Latency</th><th>Model</th><th>Status</th></tr>"
-        "</thead><tbody>{}</tbody></table>{}{}",
-        live,
-        rows,
-        empty,
-        note,
-    )
 
 
 @admin.register(ChatSession)
@@ -167,7 +99,7 @@ class ChatSessionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Transcript")
     def transcript(self, obj: ChatSession) -> SafeString:
-        return render_transcript(obj)
+        return render_transcript(session_transcript(obj))
 
 
 @admin.register(Message)

@@ -1,9 +1,9 @@
-"""The review queues (PII detections, content flags, user reports) and the PII allowlist.
+"""The review queues (PII detections, content flags, user reports), at ``/admin/ops/...``.
 
 Staff read what a guard recorded and decide: confirm it, or dismiss it as a false positive (a
 dismissed PII detection puts its values on the allowlist, by fingerprint). The recorded fields
-are read-only; the only input is a note. Every decision goes through ``chat.guards.review`` and
-is written to the admin log.
+are read-only; the only input is a note. Every decision goes through ``ops.review`` and is
+written to the admin log.
 
 Nothing here renders the clear value of a PII detection, except the encrypted copy that exists
 only with ``PII_REVIEW_ENCRYPTION_KEY`` and only until its purge, behind an explicit "show".
@@ -21,24 +21,19 @@ from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
-from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
-from chat.guards import review
-from chat.guards.pii import KINDS
-from chat.models import Message, PiiAllowlistEntry, ReviewItem
+from chat.models import ReviewItem
+from ops import review
 from ops.models import ContentFlag, PiiDetection, UserReport
+from ops.transcripts import render_transcript, review_transcript
 
 EXCERPT_CHARS = 80
 # Distinct category sets read to build the category filter: a queue's sets repeat (a few kinds
 # in a few combinations), so this bounds the query without losing a category in practice.
 CATEGORY_SETS_SCANNED = 500
-
-
-def _when(value: Any) -> str:
-    return formats.date_format(timezone.localtime(value), "Y-m-d H:i:s") if value else ""
 
 
 def _reviewer(request: HttpRequest) -> str:
@@ -196,41 +191,7 @@ class ReviewQueueAdmin(admin.ModelAdmin):
 
     @admin.display(description="Messages")
     def transcript_display(self, obj: ReviewItem) -> SafeString:
-        context = review.transcript_context(obj)
-        if not context:
-            return format_html("<p>{}</p>", "No stored messages (the session may be archived).")
-        anchored = any(m.pk == obj.message_id for m in context)
-        intro = ""
-        if not anchored:
-            intro = format_html(
-                "<p>{}</p>",
-                "This item's text is not a stored message (a blocked text is kept only here); "
-                "the session's last messages follow.",
-            )
-        rows = format_html_join(
-            "\n",
-            '<tr class="transcript-{}{}" data-seq="{}" aria-current="{}"><td>{}</td><td>{}</td>'
-            "<td>{}</td><td>{}</td></tr>",
-            (
-                (
-                    m.role,
-                    " review-anchor" if m.pk == obj.message_id else "",
-                    m.seq,
-                    "true" if m.pk == obj.message_id else "false",
-                    m.seq,
-                    m.get_role_display(),
-                    _when(m.created_at),
-                    _message_cell(m, anchor=m.pk == obj.message_id),
-                )
-                for m in context
-            ),
-        )
-        return format_html(
-            '{}<table class="transcript review-transcript"><thead><tr><th>#</th><th>Role</th>'
-            "<th>Time</th><th>Content</th></tr></thead><tbody>{}</tbody></table>",
-            intro,
-            rows,
-        )
+        return render_transcript(review_transcript(obj))
 
     @admin.display(description="Notes")
     def notes_display(self, obj: ReviewItem) -> SafeString | str:
@@ -302,14 +263,6 @@ class ReviewQueueAdmin(admin.ModelAdmin):
         added = sum(self._dismiss(request, item) for item in items)
         pii = self.model is PiiDetection
         self.message_user(request, _dismiss_message(len(items), added, pii=pii), messages.SUCCESS)
-
-
-def _message_cell(message: Message, *, anchor: bool) -> SafeString:
-    if anchor:
-        return format_html(
-            "<strong>{}</strong><pre><mark>{}</mark></pre>", "▶ This item", message.content
-        )
-    return format_html("<pre>{}</pre>", message.content)
 
 
 def _items(count: int) -> str:
@@ -423,95 +376,3 @@ class UserReportAdmin(ReviewQueueAdmin):
     @admin.display(description="Reported answer")
     def excerpt_text(self, obj: ReviewItem) -> SafeString:
         return format_html('<pre class="review-excerpt">{}</pre>', obj.excerpt)
-
-
-# --- the PII allowlist ----------------------------------------------------------------------
-
-
-class AllowlistPatternForm(ModelForm):
-    """Add a pattern entry; value entries come only from dismissed detections."""
-
-    kind = forms.ChoiceField(
-        choices=[("", "any kind"), *((kind, kind) for kind in KINDS)],
-        required=False,
-        help_text="The pattern applies to detected values of this kind only (any kind: to all).",
-    )
-
-    class Meta:
-        model = PiiAllowlistEntry
-        fields = ["kind", "pattern", "note"]
-        help_texts = {
-            "pattern": "A regular expression the whole detected value must match, "
-            r"e.g. support@nimbus\.example or \+1 800 555 \d{4}.",
-        }
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["pattern"].required = True
-
-    def clean_pattern(self) -> str:
-        pattern = str(self.cleaned_data["pattern"])
-        try:
-            review.validate_pattern(pattern)
-        except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from exc
-        return pattern
-
-
-@admin.register(PiiAllowlistEntry)
-class PiiAllowlistEntryAdmin(admin.ModelAdmin):
-    """Add pattern entries and delete entries; an entry is never edited (delete and re-add)."""
-
-    form = AllowlistPatternForm
-    list_display = (
-        "__str__",
-        "kind",
-        "pattern",
-        "short_fingerprint",
-        "source_link",
-        "created_by",
-        "created_at",
-    )
-    list_filter = ("kind", "created_at")
-    search_fields = ("pattern", "note", "=fingerprint")
-    readonly_fields = ("short_fingerprint", "source_link", "created_by", "created_at")
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
-        if obj is None:
-            return ["kind", "pattern", "note"]
-        return [
-            "kind",
-            "pattern",
-            "short_fingerprint",
-            "note",
-            "source_link",
-            "created_by",
-            "created_at",
-        ]
-
-    @admin.display(description="Fingerprint")
-    def short_fingerprint(self, obj: PiiAllowlistEntry) -> str:
-        return f"{obj.fingerprint[:12]}…" if obj.fingerprint else ""
-
-    @admin.display(description="From review item")
-    def source_link(self, obj: PiiAllowlistEntry) -> SafeString | str:
-        if obj.source_id is None:
-            return ""
-        url = reverse("admin:ops_piidetection_change", args=[quote(obj.source_id)])
-        return format_html('<a href="{}">#{}</a>', url, obj.source_id)
-
-    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        obj.created_by = _reviewer(request)
-        super().save_model(request, obj, form, change)
-        review.invalidate_allowlist()
-
-    def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        super().delete_model(request, obj)
-        review.invalidate_allowlist()
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        super().delete_queryset(request, queryset)
-        review.invalidate_allowlist()

@@ -1,0 +1,13 @@
+"""Everything staff see in the admin site, for every app's models (DESIGN.md: ``ops`` owns it).
+
+Django's autodiscovery imports ``ops.admin``; importing the modules below registers their
+ModelAdmins. A model's admin URL follows its app label, not this package: the sessions are at
+``/admin/chat/chatsession/``, the articles at ``/admin/tools/article/``, the queues under
+``/admin/ops/``.
+"""
+
+from __future__ import annotations
+
+from ops.admin import allowlist, knowledge, review, sessions
+
+__all__ = ["allowlist", "knowledge", "review", "sessions"]
