@@ -44,7 +44,8 @@ class AllowlistPatternForm(ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["pattern"].required = True
+        if "pattern" in self.fields:  # an existing entry's page is read-only: no fields
+            self.fields["pattern"].required = True
 
     def clean_pattern(self) -> str:
         pattern = str(self.cleaned_data["pattern"])

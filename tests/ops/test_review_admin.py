@@ -351,6 +351,11 @@ def test_allowlist_pattern_is_validated_and_applies_at_once(admin_client: Client
     assert entry.created_by == admin_user.username
     assert redact_pii(text, current_allowlist()).text == text
 
+    # An entry's own page shows it (read-only: entries are added or deleted, never edited).
+    page = admin_client.get(reverse("admin:chat_piiallowlistentry_change", args=[entry.pk]))
+    assert page.status_code == 200
+    assert r"support@nimbus\.example" in page.text
+
     delete = reverse("admin:chat_piiallowlistentry_delete", args=[entry.pk])
     assert admin_client.post(delete, {"post": "yes"}).status_code == 302
     assert not PiiAllowlistEntry.objects.exists()
