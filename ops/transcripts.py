@@ -9,7 +9,7 @@ item's page: the messages around the item, its own marked. The template escapes 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -62,13 +62,10 @@ def _row(message: Message, *, anchor: bool = False) -> TranscriptRow:
 
 
 def _detail_row(message: Message) -> TranscriptRow:
+    """A row with the session page's extra columns (tool calls, tokens, latency, model)."""
     error = f" ({message.error_code})" if message.error_code else ""
-    return TranscriptRow(
-        seq=message.seq,
-        role=message.role,
-        role_display=message.get_role_display(),
-        time=_when(message.created_at),
-        content=message.content,
+    return replace(
+        _row(message),
         tool_calls=(
             json.dumps(message.tool_calls, indent=2, ensure_ascii=False, default=str)
             if message.tool_calls
