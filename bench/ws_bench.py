@@ -192,6 +192,9 @@ def stack() -> Iterator[Stack]:
                 "ALLOWED_HOSTS": "127.0.0.1,localhost",
                 "LOG_LEVEL": "WARNING",
                 "RATE_LIMITS_ENABLED": "false",
+                # Every bench client comes from 127.0.0.1: the socket caps would refuse the load.
+                "WS_MAX_SOCKETS_PER_CLIENT": "1000000",
+                "WS_MAX_SOCKETS_PER_SESSION": "1000000",
                 "CELERY_TASK_ALWAYS_EAGER": "true",
                 "LLM_BASE_URL": model_url,
                 "LLM_MODEL": "fake-model",
