@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from chat.guards.content.verdict import CATEGORIES
+
 
 class RuleSpec(NamedTuple):
     """One row of the table (``rules.compile_rule`` turns it into a ``Rule``)."""
@@ -41,14 +43,8 @@ def _rule(
     return RuleSpec(name, category, weight, needs, source, example, unless, squash, all_of)
 
 
-PI, JB, SP, TA, DX, AB = (
-    "prompt_injection",
-    "jailbreak",
-    "system_prompt_extraction",
-    "tool_abuse",
-    "data_exfiltration",
-    "abuse",
-)
+# The categories a rule can name (the last two of CATEGORIES come from other checks).
+PI, JB, SP, TA, DX, AB = CATEGORIES[:6]
 _IGNORE = (
     r"(?:ignore|disregard|forget|discard|bypass|override|neglect|abandon|scrap|overlook|set aside"
     r"|put aside|ditch|dismiss|throw (?:out|away))"
