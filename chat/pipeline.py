@@ -88,13 +88,15 @@ def _begin(
     request_id: str | None,
     metadata: dict[str, Any],
     findings: Findings | None = None,
+    waited: bool = False,
 ) -> tuple[TurnStarted | TurnReplay | TurnBusy, list[dict[str, Any]] | None]:
     """Start the turn and, in the same trip to the database thread, record what the guards
     found in the message and read the model's context.
 
     A context that cannot be read here is left to ``_think``, which records the failure.
     """
-    refresh_kept_connections()
+    if waited:  # the first attempt follows _require_live_session, which has just checked
+        refresh_kept_connections()
     outcome = begin_turn(
         session_id=session_id, content=content, request_id=request_id, metadata=metadata
     )
@@ -132,6 +134,7 @@ async def _acquire(
             request_id=request_id,
             metadata=metadata,
             findings=findings,
+            waited=attempt > 0,
         )
         if not isinstance(outcome, TurnBusy):
             return outcome, context
