@@ -5,13 +5,18 @@ content filter) need the app registry."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 
 def setup() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "supportbot.settings")
-    os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="bench-"))
+    if "VAR_DIR" not in os.environ:
+        scratch = tempfile.mkdtemp(prefix="bench-")
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        os.environ["VAR_DIR"] = scratch
     import django  # after the environment above: django.setup() reads it
 
     django.setup()
