@@ -10,10 +10,16 @@ from django.contrib import admin
 from django.urls import path
 
 from ops import views
+from ops.transcript_views import transcript_rows
 
 app_name = "ops"
 
 urlpatterns = [
     path("", admin.site.admin_view(views.admin_index), name="admin_index"),
     path("ops/rate-limits/", admin.site.admin_view(views.rate_limits), name="rate_limits"),
+    path(
+        "ops/sessions/<str:session_id>/rows",
+        admin.site.admin_view(transcript_rows),
+        name="transcript_rows",
+    ),
 ]

@@ -1,61 +1,78 @@
 // Staff watching a conversation in the admin: the transcript table follows it live over the
-// session's WebSocket in watch mode (new messages, the user's typing, notices). Every value
-// reaches the DOM through textContent.
+// session's WebSocket in watch mode (new messages, the user's typing, notices). A new message's
+// row is not built here: the page fetches the server's rows after its last seq (data-rows-url,
+// ops/transcript_views.py), so a live row is rendered and sanitised by the same code as the
+// page's own rows (Markdown, sources, tool calls). Notices reach the DOM through textContent.
 const live = document.querySelector(".transcript-live[data-session-id]");
 const table = document.querySelector("table.transcript tbody");
 if (live && table) follow(live, table);
 
 function follow(live, table) {
   const sessionId = live.dataset.sessionId;
+  const rowsUrl = live.dataset.rowsUrl || "";
   let lastSeq = 0;
-  for (const row of table.querySelectorAll("tr[data-seq]")) {
+  for (const row of ownRows(table)) {
     lastSeq = Math.max(lastSeq, Number(row.dataset.seq) || 0);
   }
   let attempt = 0;
   let typingTimer = null;
   let stopped = false;
+  // One fetch at a time; a message arriving meanwhile asks for one more after it.
+  let fetching = false;
+  let again = false;
 
   function status(text) {
     live.textContent = text;
   }
 
-  function cell(text, pre) {
-    const td = document.createElement("td");
-    if (pre) {
-      const block = document.createElement("pre");
-      block.textContent = text;
-      td.append(block);
-    } else {
-      td.textContent = text;
-    }
-    return td;
+  // The table's own rows (a message's Markdown table has rows too, without data-seq).
+  function ownRows(parent) {
+    return Array.from(parent.children).filter((el) => el.tagName === "TR" && el.dataset.seq);
   }
 
-  function addRow(message) {
-    const seq = Number(message.seq) || 0;
-    if (!seq || table.querySelector(`tr[data-seq="${seq}"]`)) return;
-    const row = document.createElement("tr");
-    row.className = "transcript-" + String(message.role || "");
-    row.dataset.seq = String(seq);
-    const meta = message.metadata || {};
-    row.append(
-      cell(String(seq)),
-      cell(String(message.role || "")),
-      cell(new Date(message.timestamp || Date.now()).toLocaleString()),
-      cell(String(message.content || ""), true),
-      cell(meta.tokensUsed ? String(meta.tokensUsed) : ""),
-      cell(""),
-      cell(String(meta.aiModel || "")),
-      cell(String(message.status || "")),
-    );
+  function insertRow(row) {
+    const seq = Number(row.dataset.seq) || 0;
+    const rows = ownRows(table);
+    if (!seq || rows.some((r) => Number(r.dataset.seq) === seq)) return;
     // Rows stay in seq order even if a resume and a live message cross.
-    const after = Array.from(table.querySelectorAll("tr[data-seq]")).find(
-      (r) => Number(r.dataset.seq) > seq,
-    );
+    const after = rows.find((r) => Number(r.dataset.seq) > seq);
     table.insertBefore(row, after || null);
     lastSeq = Math.max(lastSeq, seq);
     const empty = document.querySelector(".transcript-empty");
     if (empty) empty.remove();
+  }
+
+  async function fetchRows() {
+    const response = await fetch(`${rowsUrl}?after=${encodeURIComponent(lastSeq)}`, {
+      credentials: "same-origin",
+      headers: { Accept: "text/html" },
+    });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    // The server's rows are escaped and sanitised HTML; a <template> parses <tr> in table context
+    // without running or loading anything.
+    const template = document.createElement("template");
+    template.innerHTML = await response.text();
+    for (const row of ownRows(template.content)) insertRow(document.importNode(row, true));
+    return response.headers.get("X-More-Rows") === "1";
+  }
+
+  async function pull() {
+    if (!rowsUrl) return;
+    if (fetching) {
+      again = true;
+      return;
+    }
+    fetching = true;
+    try {
+      do {
+        again = false;
+        if (await fetchRows()) again = true;
+      } while (again);
+    } catch (error) {
+      status(`Live: could not load new messages (${error.message}); they appear on reload.`);
+    } finally {
+      fetching = false;
+    }
   }
 
   function connect() {
@@ -78,7 +95,9 @@ function follow(live, table) {
         return;
       }
       const data = frame.data || {};
-      if (frame.type === "message") addRow(data);
+      if (frame.type === "message") {
+        if (!(Number(data.seq) <= lastSeq)) pull();
+      } else if (frame.type === "resume_complete") pull();
       else if (frame.type === "typing") {
         clearTimeout(typingTimer);
         status(data.isTyping ? "Live: the user is typing…" : "Live: new messages appear here.");
