@@ -28,7 +28,7 @@ from supportbot import ratelimit
 from supportbot.clients import client_ip
 from supportbot.errors import ApiError, describe_validation_errors, error_body, now_ms
 from supportbot.ids import CLIENT_REQUEST_ID_RE, require_session_id
-from supportbot.middleware import json_error, parse_json_object
+from supportbot.middleware import json_body, json_error, parse_json_object
 
 router = Router(tags=["chat"])
 
@@ -65,12 +65,7 @@ class SessionQuery(Schema):
     "/session",
     response={201: dict},
     summary="Create a session",
-    openapi_extra={
-        "requestBody": {
-            "required": False,
-            "content": {"application/json": {"schema": SessionCreateIn.model_json_schema()}},
-        }
-    },
+    openapi_extra=json_body(SessionCreateIn, required=False),
 )
 async def create_session(request: HttpRequest) -> JsonResponse:
     # The body is optional (an empty POST opens an anonymous session), so it is parsed here.

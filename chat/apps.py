@@ -1,5 +1,6 @@
-"""The chat app's start-up: it registers the ``escalation`` workflow and turns the workflows'
-progress signal into frames for the session's sockets."""
+"""The chat app's start-up: it registers the ``escalation`` workflow and the ``request_human``
+tool, makes the staff groups after ``migrate``, and turns the workflows' progress signal into
+frames for the session's sockets."""
 
 from __future__ import annotations
 
@@ -14,10 +15,19 @@ class ChatConfig(AppConfig):
         # Both import models (the engine those of tools, chat.escalation those of chat through
         # chat.sessions and chat.store), which cannot be imported before the app registry is
         # ready: this module is imported while it is being populated.
+        from django.db.models.signals import post_migrate
+
         from chat.escalation import ESCALATION
+        from chat.handoff_groups import ensure_groups
+        from chat.handoff_tool import RequestHumanTool
+        from tools.registry import registry
         from tools.workflows.engine import register_workflow, workflow_progress
 
         register_workflow(ESCALATION)
+        if "request_human" not in {tool.name for tool in registry.all()}:
+            registry.register(RequestHumanTool())
+        # After every app's migrations (the permissions exist by then): the staff groups.
+        post_migrate.connect(ensure_groups, sender=self, dispatch_uid="chat.handoff_groups")
         # tools know sessions only by id (DESIGN.md): their progress signal becomes frames here.
         workflow_progress.connect(_progress_to_sockets, dispatch_uid="chat.workflow_progress")
 

@@ -5,14 +5,18 @@ Frames are read and checked by ``chat.frames``; every bad frame gets an ``error`
 socket stays usable. A client's ``type`` is only ever looked up in ``HANDLERS``; it never names a
 method or a channel-layer handler.
 
-Staff watch a session with ``/ws?sessionId=...&watch=1`` while logged in to the admin: they get the
-session's ``message`` frames and the user's ``typing``, and may send only ``ping`` and ``resume``.
+Staff watch a session with ``/ws?sessionId=...&watch=1`` while logged in to the admin (with the
+permission to view sessions): they get the session's ``message`` frames, the user's ``typing``,
+drafted replies and internal notes (``reply_draft``, ``staff_note``), and may send only ``ping``
+and ``resume``. Watching is silent; an agent "joins" by taking the conversation over
+(``chat.takeover``). The customer asks for a person with ``handoff_request`` and hears about it
+in ``handoff_status`` frames (``chat.handoff``).
 
 Close codes:
 
 - 4004: the session is unknown, expired, ended or malformed (an ``error`` frame with
   ``INVALID_SESSION`` is sent first), or it ended or expired while connected.
-- 4003: ``watch=1`` without a staff login (``ACCESS_DENIED`` first).
+- 4003: ``watch=1`` without a staff login that may view sessions (``ACCESS_DENIED`` first).
 - 4029: too many open sockets for the session or the client address
   (``CONCURRENT_LIMIT_EXCEEDED`` first; ``chat/guards/sockets.py``).
 - 1009: a frame over 1 MiB (daphne's limit, see ``supportbot/server.py``), closed before it
@@ -37,7 +41,9 @@ from django.conf import settings
 
 from chat import events, frames, wire
 from chat.guards import sockets
+from chat.handoff import handoff_status, request_handoff
 from chat.lifecycle import watch_expiry
+from chat.models import Handoff
 from chat.sessions import last_stored_seq, messages_after, session_get
 from chat.turns import registry
 from supportbot import ratelimit
@@ -56,24 +62,29 @@ REMEMBERED_IDS = 512  # message ids this socket got directly, so fan-out does no
 Handler = Callable[["ChatConsumer", dict[str, Any], str | None], Awaitable[None]]
 
 
+async def dispatch_without_closing_connections(self: Any, message: dict[str, Any]) -> None:
+    """Channels' dispatch without its ``close_old_connections`` before every message (the
+    ``dispatch`` of every socket consumer here).
+
+    With ``CONN_MAX_AGE=0`` that closed the shared sync thread's database connection before
+    every frame and every fan-out message, so each turn reopened it several times (a sixth of
+    the server's CPU under load) for a thread that lives as long as the process; and each of
+    those was a trip to that thread, so a fan-out message waited behind every query queued
+    there. The database work of sockets runs on that thread and keeps its connection; each turn
+    starts with ``supportbot.db.refresh_kept_connections``, which replaces it if it broke.
+    """
+    handler = getattr(self, get_handler_name(message), None)
+    if handler is None:
+        raise ValueError(f"No handler for message type {message['type']}")
+    await handler(message)
+
+
 class ChatConsumer(AsyncWebsocketConsumer):
     session_id: str = ""
     watcher: bool = False
     slot: sockets.Slot | None = None
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        """Channels' dispatch without its ``close_old_connections`` before every message.
-
-        With ``CONN_MAX_AGE=0`` that closed the shared sync thread's database connection before
-        every frame and every fan-out message, so each turn reopened it several times (a sixth
-        of the server's CPU under load) for a thread that lives as long as the process. The
-        database work of sockets runs on that thread and keeps its connection; each turn starts
-        with ``supportbot.db.refresh_kept_connections``, which replaces it if it broke.
-        """
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+    dispatch = dispatch_without_closing_connections
 
     # --- sending ---------------------------------------------------------------------------
 
@@ -102,12 +113,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         session_id = (query.get("sessionId") or [""])[0]
         self.watcher = (query.get("watch") or [""])[0] in ("1", "true")
         await self.accept()
-        if self.watcher:
-            user = await get_user(self.scope)
-            if not (user.is_active and user.is_staff):
-                await self.send_error(ApiError("ACCESS_DENIED", "Watching needs a staff login."))
-                await self.close(code=CLOSE_ACCESS_DENIED)
-                return
+        if self.watcher and not await self._may_watch():
+            await self.send_error(
+                ApiError("ACCESS_DENIED", "Watching needs a staff login that may view sessions.")
+            )
+            await self.close(code=CLOSE_ACCESS_DENIED)
+            return
         try:
             session = await sync_to_async(session_get)(session_id=session_id, allow_ended=False)
         except ApiError:
@@ -146,13 +157,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 gone=lambda: self._close_ended("This conversation has ended or expired."),
             )
         )
-        if self.watcher:
-            await events.publish_notice(
-                session.id,
-                level="info",
-                message="A support agent joined the conversation.",
-                origin=self.channel_name,
-            )
+        if session.handoff_status:
+            status = await sync_to_async(handoff_status)(session_id=session.id)
+            await self.send_frame("handoff_status", status)
+
+    async def _may_watch(self) -> bool:
+        user = await get_user(self.scope)
+        if not (user.is_active and user.is_staff):
+            return False
+        return bool(await sync_to_async(user.has_perm)("chat.view_chatsession"))
 
     async def disconnect(self, code: int) -> None:
         registry.detach(self)
@@ -286,6 +299,31 @@ class ChatConsumer(AsyncWebsocketConsumer):
             cursor = min(last_seq, await sync_to_async(last_stored_seq)(self.session_id))
         await self.send_frame("resume_complete", wire.resume_complete(cursor), request_id)
 
+    async def on_handoff_request(self, frame: dict[str, Any], request_id: str | None) -> None:
+        """The customer asks for a person (or changes the request: a contact address, whether
+        the bot should keep answering meanwhile)."""
+        data = frames.data_of(frame, required=False)
+        reason = data.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise ApiError(
+                "INVALID_FIELD_VALUE", "data.reason must be a string.", details={"field": "reason"}
+            )
+        stop_bot = data.get("stopBot")
+        if stop_bot is not None and not isinstance(stop_bot, bool):
+            raise ApiError(
+                "INVALID_FIELD_VALUE",
+                "data.stopBot must be true or false.",
+                details={"field": "stopBot"},
+            )
+        result = await sync_to_async(request_handoff)(
+            session_id=self.session_id,
+            reason=Handoff.Reason.CUSTOMER,
+            note=reason or "",
+            contact_email=data.get("contactEmail"),
+            stop_bot=stop_bot,
+        )
+        await self.send_frame("handoff_status", result.status, request_id)
+
     async def on_voice_input(self, frame: dict[str, Any], request_id: str | None) -> None:
         ratelimit.hit(
             ("session_voice", self.session_id),
@@ -326,6 +364,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "system_notification", wire.notification(event["level"], event["message"])
             )
 
+    async def session_handoff(self, event: dict[str, Any]) -> None:
+        await self.send_frame("handoff_status", event["status"])
+
+    async def session_draft(self, event: dict[str, Any]) -> None:
+        if self.watcher:  # staff only, and only watchers are in the group that carries it
+            await self.send_frame("reply_draft", event["draft"])
+
+    async def session_staff_note(self, event: dict[str, Any]) -> None:
+        if self.watcher:
+            await self.send_frame("staff_note", event["note"])
+
     async def session_workflow(self, event: dict[str, Any]) -> None:
         await self.send_frame("workflow_progress", event["body"])
 
@@ -342,4 +391,5 @@ HANDLERS: dict[str, Handler] = {
     "typing": ChatConsumer.on_typing,
     "resume": ChatConsumer.on_resume,
     "voice_input": ChatConsumer.on_voice_input,
+    "handoff_request": ChatConsumer.on_handoff_request,
 }

@@ -12,7 +12,8 @@ uses ``on_commit``, which waits for the outermost commit.
 Groups (names the layer accepts: ASCII letters, digits, ``_.-``):
 
 - ``session.<id>``: every socket of the session (user tabs and staff watchers).
-- ``watch.<id>``: staff watchers only (the user's typing indicator).
+- ``watch.<id>``: staff watchers only (the user's typing indicator, drafts, internal notes).
+- ``staff.inbox``: every staff inbox socket (hand-off items, who is online).
 
 Event types are the consumer's handler names (``session.message`` → ``session_message``).
 A failed send is logged and counted, never raised, and bounded in time (``SEND_TIMEOUT_SECONDS``):
@@ -24,11 +25,12 @@ has its answer.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import os
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import structlog
-from asgiref.sync import async_to_sync
+from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
@@ -50,6 +52,9 @@ def session_group(session_id: str) -> str:
 
 def watchers_group(session_id: str) -> str:
     return f"watch.{session_id}"
+
+
+INBOX_GROUP = "staff.inbox"
 
 
 async def _send(group: str, event: dict[str, Any]) -> None:
@@ -140,3 +145,103 @@ def publish_workflow_progress(session_id: str, body: dict[str, Any]) -> None:
     poll ``GET /api/workflow/{id}``).
     """
     async_to_sync(_send)(session_group(session_id), {"type": "session.workflow", "body": body})
+
+
+# --- hand-offs (chat.handoff, chat.takeover, chat.drafts): all sent once committed --------------
+
+
+def _after_commit(sends: list[tuple[str, dict[str, Any]]], *, order: str) -> None:
+    """Send once the outermost transaction commits. In a server process the sends are handed
+    to its event loop and the database thread goes on at once: waiting for them there would
+    hold every other request's queries behind the channel layer. They go out after those
+    handed over before them under the same ``order`` key (one conversation's state, one inbox
+    item), never behind another conversation's. Elsewhere (a Celery worker, a management
+    command) they are sent before returning."""
+
+    async def all_of_them() -> None:
+        for group, event in sends:
+            await _send(group, event)
+
+    def send() -> None:
+        loop = _server_loop()
+        if loop is None:
+            async_to_sync(all_of_them)()
+        else:
+            loop.call_soon_threadsafe(_send_in_order, order, all_of_them)
+
+    transaction.on_commit(send)
+
+
+# The last sends handed over per order key, until they are done (touched on the event loop only).
+_in_order: dict[str, asyncio.Future[None]] = {}
+
+
+def _send_in_order(order: str, sends: Callable[[], Awaitable[None]]) -> None:
+    """On the event loop: run ``sends`` once those handed over before it under ``order`` are."""
+    before = _in_order.get(order)
+
+    async def run() -> None:
+        if before is not None and not before.done():
+            await asyncio.wait([before])
+        await sends()
+
+    task = asyncio.ensure_future(run())
+    _background.add(task)
+    _in_order[order] = task
+
+    def done(finished: asyncio.Future[None]) -> None:
+        _background.discard(finished)
+        if _in_order.get(order) is finished:
+            del _in_order[order]
+
+    task.add_done_callback(done)
+
+
+def _server_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop that called into this thread through ``sync_to_async``, while it runs."""
+    loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    if loop is None or getattr(SyncToAsync.threadlocal, "main_event_loop_pid", None) != os.getpid():
+        return None
+    if loop.is_closed() or not loop.is_running():
+        return None
+    return loop
+
+
+def handoff_changed_on_commit(
+    session_id: str, *, status: dict[str, Any], notice: str | None = None
+) -> None:
+    """Every socket of the session gets ``handoff_status`` (and the notice, if any)."""
+    sends: list[tuple[str, dict[str, Any]]] = []
+    if notice:
+        sends.append(
+            (
+                session_group(session_id),
+                {"type": "session.notice", "level": "info", "message": notice},
+            )
+        )
+    sends.append((session_group(session_id), {"type": "session.handoff", "status": status}))
+    _after_commit(sends, order=session_group(session_id))
+
+
+def inbox_changed_on_commit(item: dict[str, Any]) -> None:
+    """Every staff inbox socket gets the item as it now is (``inbox_item``)."""
+    _after_commit(
+        [(INBOX_GROUP, {"type": "inbox.item", "item": item})], order=f"inbox.{item['handoffId']}"
+    )
+
+
+def staff_note_on_commit(session_id: str, note: dict[str, Any]) -> None:
+    """Staff watching the session get an internal note (never the customer's sockets)."""
+    event = {"type": "session.staff_note", "note": note}
+    _after_commit([(watchers_group(session_id), event)], order=watchers_group(session_id))
+
+
+def draft_on_commit(session_id: str, draft: dict[str, Any]) -> None:
+    """Staff watching the session get a drafted reply (never the customer's sockets)."""
+    event = {"type": "session.draft", "draft": draft}
+    _after_commit([(watchers_group(session_id), event)], order=watchers_group(session_id))
+
+
+async def publish_presence(agents: list[dict[str, Any]]) -> None:
+    """Every staff inbox socket learns who is online now."""
+    await _send(INBOX_GROUP, {"type": "inbox.presence", "agents": agents})

@@ -181,12 +181,15 @@ def summary_due(session: ChatSession) -> int | None:
     return outside.values_list("seq", flat=True)[keep]
 
 
-async def summarize_with_model(previous: str, messages: list[Message]) -> str | None:
-    """Ask the configured models (never the offline assistant) for a new summary."""
+async def summarize_with_model(
+    previous: str, messages: list[Message], *, prompt: str = "summarize"
+) -> str | None:
+    """Ask the configured models (never the offline assistant) for a new summary (``prompt``
+    names the instructions: the memory's, or ``handoff`` for the agent taking over)."""
     transcript = "\n".join(f"{m.role}: {m.content}" for m in messages if m.role in CONTEXT_ROLES)
     request = CompletionRequest(
         messages=[
-            {"role": "system", "content": load_prompt("summarize")},
+            {"role": "system", "content": load_prompt(prompt)},
             {
                 "role": "user",
                 "content": (
@@ -218,11 +221,13 @@ async def summarize_with_model(previous: str, messages: list[Message]) -> str | 
     return None
 
 
-async def _summarize_on_own_loop(previous: str, messages: list[Message]) -> str | None:
+async def summarize_on_own_loop(
+    previous: str, messages: list[Message], *, prompt: str = "summarize"
+) -> str | None:
     """``summarize_with_model`` on the loop ``async_to_sync`` makes for it, closing the model
     clients it opened before that loop closes."""
     try:
-        return await summarize_with_model(previous, messages)
+        return await summarize_with_model(previous, messages, prompt=prompt)
     finally:
         await close_loop_clients()
 
@@ -236,7 +241,7 @@ def summarize_session(*, session_id: str) -> bool:
     if through_seq is None:
         return False
     folded = _folded(session, through_seq)
-    text = async_to_sync(_summarize_on_own_loop)(session.summary, folded)
+    text = async_to_sync(summarize_on_own_loop)(session.summary, folded)
     source = "model"
     if not text:
         text = extractive_summary(session.summary, folded)

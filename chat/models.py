@@ -11,6 +11,14 @@ from django.utils import timezone
 
 from supportbot.ids import new_message_id, new_session_id
 
+# The states of a hand-off (``Handoff.Status``), also mirrored on its session.
+HANDOFF_STATES = [
+    ("waiting", "Waiting"),
+    ("assigned", "Assigned"),
+    ("with_agent", "With agent"),
+    ("resolved", "Resolved"),
+]
+
 
 def default_expiry() -> datetime:
     return timezone.now() + timedelta(hours=settings.SESSION_TTL_HOURS)
@@ -38,6 +46,13 @@ class ChatSession(models.Model):
     # Handed to a human by the escalation workflow (with the ticket it opened).
     escalated_at = models.DateTimeField(null=True, blank=True)
     escalation_ticket = models.CharField(max_length=32, blank=True, default="")
+    # The state of the open hand-off to a person, if any (``chat.handoff``): "" for none. Kept on
+    # the session so that a turn, which locks this row anyway, knows whether the bot may answer.
+    handoff_status = models.CharField(
+        max_length=12, blank=True, default="", choices=[("", "None"), *HANDOFF_STATES]
+    )
+    # The customer asked the bot to stop answering while they wait for a person.
+    bot_paused = models.BooleanField(default=False)
     active_topics = models.JSONField(default=list, blank=True)
     resolved_issues = models.JSONField(default=list, blank=True)
     last_seq = models.PositiveIntegerField(default=0)
@@ -58,6 +73,7 @@ class ChatSession(models.Model):
             models.Index(fields=["status", "last_activity"], name="chat_session_status_idx"),
             models.Index(fields=["expires_at"], name="chat_session_expiry_idx"),
             models.Index(fields=["user_id"], name="chat_session_user_idx"),
+            models.Index(fields=["handoff_status"], name="chat_session_handoff_idx"),
         ]
 
     def __str__(self) -> str:
@@ -92,6 +108,7 @@ class Message(models.Model):
         ANSWERED = "answered"  # user: an assistant reply exists
         UNANSWERED = "unanswered"  # user: every model failed; kept, the client was told
         INCOMPLETE = "incomplete"  # assistant: the stream was cut; the partial text is kept
+        FORWARDED = "forwarded"  # user: a person holds the conversation; it went to them
 
     id = models.CharField(primary_key=True, max_length=40, default=new_message_id, editable=False)
     session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="messages")
@@ -235,3 +252,244 @@ class PiiAllowlistEntry(models.Model):
 
     def __str__(self) -> str:
         return self.pattern or f"{self.kind or 'any'} value {self.fingerprint[:12]}…"
+
+
+# --- people: hand-offs to staff, their notes, drafted replies, satisfaction, support hours ------
+
+
+class Handoff(models.Model):
+    """A conversation that needs a person: one item of the staff inbox (``chat.handoff``).
+
+    At most one is open (not resolved) per session. ``assignee`` is the agent it is given to;
+    status ``with_agent`` means that agent holds the conversation and the bot is silent.
+    """
+
+    class Status(models.TextChoices):
+        WAITING = "waiting"
+        ASSIGNED = "assigned"
+        WITH_AGENT = "with_agent", "With agent"
+        RESOLVED = "resolved"
+
+    class Reason(models.TextChoices):
+        CUSTOMER = "customer", "Customer asked for a person"
+        ESCALATION = "escalation", "Escalation workflow"
+        NOT_HELPFUL = "not_helpful", "Answer without a source did not help"
+        STAFF = "staff", "Picked up by staff"
+
+    class Priority(models.TextChoices):
+        LOW = "low"
+        MEDIUM = "medium"
+        HIGH = "high"
+        URGENT = "urgent"
+
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="handoffs")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.WAITING)
+    reason = models.CharField(max_length=12, choices=Reason.choices, default=Reason.CUSTOMER)
+    priority = models.CharField(max_length=8, choices=Priority.choices, default=Priority.MEDIUM)
+    # The customer's own words when asking, if any (redacted like every stored text).
+    note = models.TextField(blank=True, default="")
+    first_message = models.TextField(blank=True, default="")
+    topic = models.CharField(max_length=200, blank=True, default="")
+    summary = models.TextField(blank=True, default="")
+    ticket_id = models.CharField(max_length=32, blank=True, default="")
+    # The structured contact field: the address a reply goes to (validated, never from chat text).
+    contact_email = models.CharField(max_length=254, blank=True, default="")
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="handoffs",
+    )
+    requested_at = models.DateTimeField(default=timezone.now)  # waiting since
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    taken_at = models.DateTimeField(null=True, blank=True)  # first taken over by an agent
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True, default="")
+    last_customer_message = models.TextField(blank=True, default="")
+    last_customer_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["requested_at"]
+        verbose_name = "hand-off"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session"],
+                condition=~Q(status="resolved"),
+                name="chat_handoff_one_open",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "requested_at"], name="chat_handoff_queue_idx"),
+            models.Index(fields=["assignee", "status"], name="chat_handoff_assignee_idx"),
+        ]
+        permissions = [
+            ("take_over_handoff", "Can take over a conversation"),
+            ("reply_handoff", "Can reply to a customer"),
+            ("resolve_handoff", "Can resolve or hand back a conversation"),
+            ("reassign_handoff", "Can assign a conversation to a colleague"),
+            ("view_all_handoffs", "Can see every conversation of the inbox"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Hand-off #{self.pk} ({self.get_status_display()})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status != self.Status.RESOLVED
+
+
+class HandoffNote(models.Model):
+    """An internal note on a conversation: staff only, never shown to the customer."""
+
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="notes")
+    author = models.CharField(max_length=150)
+    text = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"Note by {self.author} on {self.session_id}"
+
+
+class ReplyDraft(models.Model):
+    """A reply the model chain drafted for the agent holding a conversation. Never delivered by
+    itself: an agent sends it (as is or edited) or discards it; the outcome is kept."""
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent", "Sent as is"
+        EDITED = "edited", "Sent edited"
+        DISCARDED = "discarded"
+        FAILED = "failed", "No draft (no model answered or nothing relevant)"
+
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="drafts")
+    for_message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="drafts"
+    )
+    content = models.TextField(blank=True, default="")
+    citations = models.JSONField(default=list, blank=True)
+    model = models.CharField(max_length=128, blank=True, default="")
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.PENDING)
+    sent_message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_by = models.CharField(max_length=150, blank=True, default="")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Draft #{self.pk} ({self.outcome})"
+
+
+class Rating(models.Model):
+    """The customer's rating of a resolved conversation (once per hand-off)."""
+
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="ratings")
+    handoff = models.OneToOneField(
+        Handoff, null=True, blank=True, on_delete=models.SET_NULL, related_name="rating"
+    )
+    score = models.PositiveSmallIntegerField()
+    comment = models.TextField(blank=True, default="")
+    agent = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.score}/5 for {self.session_id}"
+
+
+class AnswerFeedback(models.Model):
+    """Thumbs up or down on one answer (the latest vote counts)."""
+
+    class Vote(models.TextChoices):
+        UP = "up"
+        DOWN = "down"
+
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="feedback")
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="feedback")
+    vote = models.CharField(max_length=4, choices=Vote.choices)
+    # The answer cited no source: a thumbs-down on it asks for a person.
+    had_source = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "answer feedback"
+
+    def __str__(self) -> str:
+        return f"{self.vote} on {self.message_id}"
+
+
+class SupportSchedule(models.Model):
+    """When people answer: a weekly schedule in one time zone, with dated exceptions. With no
+    active schedule, support is always open."""
+
+    name = models.CharField(max_length=100, default="Support hours")
+    timezone = models.CharField(max_length=64, default="UTC")
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["active"], condition=Q(active=True), name="chat_schedule_one_active"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.timezone})"
+
+
+class SupportHours(models.Model):
+    """One opening of the weekly schedule (a weekday may have several)."""
+
+    class Weekday(models.IntegerChoices):
+        MONDAY = 0
+        TUESDAY = 1
+        WEDNESDAY = 2
+        THURSDAY = 3
+        FRIDAY = 4
+        SATURDAY = 5
+        SUNDAY = 6
+
+    schedule = models.ForeignKey(SupportSchedule, on_delete=models.CASCADE, related_name="hours")
+    weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
+    opens = models.TimeField()
+    closes = models.TimeField()
+
+    class Meta:
+        ordering = ["weekday", "opens"]
+        verbose_name_plural = "support hours"
+
+    def __str__(self) -> str:
+        return f"{self.get_weekday_display()} {self.opens:%H:%M}-{self.closes:%H:%M}"
+
+
+class SupportException(models.Model):
+    """A dated exception: a holiday (closed all day) or different hours on that day."""
+
+    schedule = models.ForeignKey(
+        SupportSchedule, on_delete=models.CASCADE, related_name="exceptions"
+    )
+    date = models.DateField()
+    closed = models.BooleanField(default=True)
+    opens = models.TimeField(null=True, blank=True)
+    closes = models.TimeField(null=True, blank=True)
+    note = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["date"]
+        constraints = [
+            models.UniqueConstraint(fields=["schedule", "date"], name="chat_exception_day_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.date}: {'closed' if self.closed else 'special hours'}"

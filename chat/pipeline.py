@@ -25,6 +25,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from chat import events
+from chat.drafts import draft_soon
 from chat.guards import (
     EMPTY_ALLOWLIST,
     WITHHELD_REPLY,
@@ -51,6 +52,7 @@ from chat.sessions import session_get, validate_metadata
 from chat.store import (
     AnswerRecord,
     TurnBusy,
+    TurnHeld,
     TurnReplay,
     TurnStarted,
     begin_turn,
@@ -63,10 +65,12 @@ from chat.turn import Answer, Turn
 from chat.turn_events import (
     TokenDelta,
     ToolStarted,
+    TurnDone,
     TurnEvent,
     TurnFailed,
     UserMessageStored,
     done_from_message,
+    held_turn,
 )
 from supportbot import metrics
 from supportbot.db import refresh_kept_connections
@@ -89,7 +93,7 @@ def _begin(
     metadata: dict[str, Any],
     findings: Findings | None = None,
     waited: bool = False,
-) -> tuple[TurnStarted | TurnReplay | TurnBusy, list[dict[str, Any]] | None]:
+) -> tuple[TurnStarted | TurnReplay | TurnBusy | TurnHeld, list[dict[str, Any]] | None]:
     """Start the turn and, in the same trip to the database thread, record what the guards
     found in the message and read the model's context.
 
@@ -100,13 +104,17 @@ def _begin(
     outcome = begin_turn(
         session_id=session_id, content=content, request_id=request_id, metadata=metadata
     )
-    if not isinstance(outcome, TurnStarted):
-        return outcome, None
-    if findings and not outcome.retried:
+    new_message = (isinstance(outcome, TurnStarted) and not outcome.retried) or (
+        isinstance(outcome, TurnHeld) and not outcome.replayed
+    )
+    if findings and new_message:
+        assert isinstance(outcome, TurnStarted | TurnHeld)
         try:
             record_findings(session_id=session_id, message_id=outcome.user.id, findings=findings)
         except Exception:
             log.exception("findings_not_recorded", session_id=session_id)
+    if not isinstance(outcome, TurnStarted):
+        return outcome, None
     try:
         return outcome, build_context(
             session_id=session_id, current=outcome.user, session=outcome.session
@@ -123,7 +131,7 @@ async def _acquire(
     request_id: str | None,
     metadata: dict[str, Any],
     findings: Findings | None = None,
-) -> tuple[TurnStarted | TurnReplay, list[dict[str, Any]] | None]:
+) -> tuple[TurnStarted | TurnReplay | TurnHeld, list[dict[str, Any]] | None]:
     """Wait for this session's lease (another turn may be running), then start the turn."""
     deadline = time.monotonic() + settings.TURN_WAIT_SECONDS
     attempt = 0
@@ -253,6 +261,9 @@ async def run_turn(
     if isinstance(start, TurnReplay):
         yield done_from_message(start.answer, replayed=True)
         return
+    if isinstance(start, TurnHeld):
+        yield await _forward_to_person(start, origin=origin, started=started)
+        return
     # Published while the model thinks; the answer is published after it, in order. The turn
     # never waits on the fan-out (a Redis outage must not hold back or fail the answer).
     published = events.publish_soon(session_id, [start.user], origin=origin)
@@ -267,6 +278,20 @@ async def run_turn(
                 yield event
     finally:
         lease.cancel()
+
+
+async def _forward_to_person(start: TurnHeld, *, origin: str | None, started: float) -> TurnDone:
+    """A person holds the conversation: the stored message reaches them (their inbox and every
+    socket watching the session), a draft reply is prepared for them, and the turn ends with the
+    usual answer shape, empty, saying who has the conversation."""
+    if not start.replayed:  # the inbox was told when the message was stored (store._forward)
+        events.publish_soon(start.user.session_id, [start.user], origin=origin)
+        draft_soon(session_id=start.user.session_id, message_id=start.user.id)
+    return held_turn(
+        start.user,
+        agent_name=start.agent_name,
+        processing_ms=round((time.perf_counter() - started) * 1000),
+    )
 
 
 # --- thinking: model rounds and tools ----------------------------------------------------------

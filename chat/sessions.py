@@ -12,10 +12,11 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from chat.events import session_ended_on_commit
+from chat import wire
+from chat.events import inbox_changed_on_commit, session_ended_on_commit
 from chat.guards import current_allowlist, redact_json
 from chat.guards.validation import unstorable
-from chat.models import ChatSession, Message
+from chat.models import ChatSession, Handoff, Message
 from chat.tasks import archive_session_task
 from supportbot import ratelimit
 from supportbot.clients import client_label, ip_fingerprint
@@ -128,7 +129,10 @@ def session_end(*, session_id: str) -> ChatSession:
         now = timezone.now()
         session.status = ChatSession.Status.ENDED
         session.ended_at = now
-        session.save(update_fields=["status", "ended_at"])
+        if _close_handoffs(session, now):
+            session.handoff_status = Handoff.Status.RESOLVED
+            session.bot_paused = False
+        session.save(update_fields=["status", "ended_at", "handoff_status", "bot_paused"])
         session_ended_on_commit(session.id)
     # Archived by a task (retried with backoff), not inside this request: a slow or
     # unreachable archive store must not hold the client. Expiry archives what this missed.
@@ -137,6 +141,25 @@ def session_end(*, session_id: str) -> ChatSession:
     except Exception:
         log.exception("archive_failed", session_id=session.id)
     return session
+
+
+def _close_handoffs(session: ChatSession, now: datetime) -> bool:
+    """The customer ended the conversation: its open hand-off leaves the staff inbox."""
+    closed = False
+    for handoff in (
+        Handoff.objects.select_for_update(of=("self",))
+        .select_related("assignee")
+        .filter(session=session)
+        .exclude(status=Handoff.Status.RESOLVED)
+    ):
+        handoff.status = Handoff.Status.RESOLVED
+        handoff.resolved_at = handoff.updated_at = now
+        handoff.resolved_by = "the customer (ended the conversation)"
+        handoff.save(update_fields=["status", "resolved_at", "updated_at", "resolved_by"])
+        handoff.session = session
+        inbox_changed_on_commit(wire.inbox_item(handoff))
+        closed = True
+    return closed
 
 
 def touch_expiry(session: ChatSession, now: datetime) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -20,9 +20,10 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from chat.events import publish_on_commit
+from chat import wire
+from chat.events import inbox_changed_on_commit, publish_on_commit
 from chat.memory import summary_due, track_topics
-from chat.models import ChatSession, Message
+from chat.models import ChatSession, Handoff, Message
 from chat.sessions import touch_expiry
 from supportbot.db import write_transaction
 from supportbot.errors import ApiError
@@ -51,6 +52,35 @@ class TurnBusy:
     """Another turn of this session holds the lease; try again shortly."""
 
 
+@dataclass(frozen=True)
+class TurnHeld:
+    """A person holds the conversation (or the customer paused the bot while waiting for one):
+    the user message is stored for them, marked forwarded, and the bot does not answer."""
+
+    user: Message
+    session: ChatSession
+    replayed: bool  # the requestId was stored before: nothing new was written
+    agent_name: str = ""  # the person holding the conversation ("" while the bot is paused)
+
+
+OPEN_HANDOFF_STATES = (
+    Handoff.Status.WAITING,
+    Handoff.Status.ASSIGNED,
+    Handoff.Status.WITH_AGENT,
+)
+# Hand-off states in which the bot stays silent: always while an agent holds the conversation,
+# and while waiting for one when the customer asked the bot to stop.
+HELD_STATES = frozenset({"with_agent"})
+PAUSABLE_STATES = frozenset({"waiting", "assigned"})
+
+
+def bot_is_held(session: ChatSession) -> bool:
+    """Whether the bot must not answer this session's messages now."""
+    return session.handoff_status in HELD_STATES or (
+        session.bot_paused and session.handoff_status in PAUSABLE_STATES
+    )
+
+
 # The session columns a turn writes (a full save would rewrite the summary and metadata too).
 TURN_FIELDS = (
     "last_seq",
@@ -64,7 +94,7 @@ USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
 TOPIC_FIELDS = ("active_topics", "resolved_issues")
 
 
-def _locked_session(session_id: str) -> ChatSession:
+def locked_session(session_id: str) -> ChatSession:
     session = ChatSession.objects.select_for_update().filter(pk=session_id).first()
     if session is None or session.is_expired():
         raise ApiError("SESSION_NOT_FOUND", "No such session, or it has expired.")
@@ -81,11 +111,12 @@ def _next_seq(session: ChatSession) -> int:
 
 def begin_turn(
     *, session_id: str, content: str, request_id: str | None, metadata: dict[str, Any]
-) -> TurnStarted | TurnReplay | TurnBusy:
-    """Take the session's lease and commit the user message, or say why not yet."""
+) -> TurnStarted | TurnReplay | TurnBusy | TurnHeld:
+    """Take the session's lease and commit the user message, or say why not yet; while a person
+    holds the conversation, commit the message for them instead (no lease, no answer)."""
     now = timezone.now()
     with write_transaction():
-        session = _locked_session(session_id)
+        session = locked_session(session_id)
         leased = session.turn_lease_until is not None and session.turn_lease_until > now
         existing = None
         if request_id:
@@ -96,6 +127,13 @@ def begin_turn(
                 )
                 if answer is not None:
                     return TurnReplay(user=existing, answer=answer)
+            if existing is not None and existing.status == Message.Status.FORWARDED:
+                holder = _open_handoff(session)
+                return TurnHeld(
+                    user=existing, session=session, replayed=True, agent_name=_holder(holder)
+                )
+        if bot_is_held(session):
+            return _forward(session, existing, content, request_id, metadata, now)
         if leased:
             return TurnBusy()
         if session.turn_token:
@@ -112,21 +150,88 @@ def begin_turn(
             existing.save(update_fields=["status"])
             session.save(update_fields=["turn_token", "turn_lease_until"])
             return TurnStarted(token=token, user=existing, retried=True, session=session)
-        user = Message.objects.create(
-            session=session,
-            seq=_next_seq(session),
-            role=Message.Role.USER,
-            content=content,
-            status=Message.Status.PENDING,
-            request_id=request_id,
-            metadata=metadata,
-            created_at=now,
+        user = _new_user_message(
+            session, content, Message.Status.PENDING, request_id, metadata, now
         )
-        touch_expiry(session, now)
-        if session.status == ChatSession.Status.IDLE:
-            session.status = ChatSession.Status.ACTIVE
         session.save(update_fields=[*TURN_FIELDS, "status"])
     return TurnStarted(token=token, user=user, retried=False, session=session)
+
+
+def _new_user_message(
+    session: ChatSession,
+    content: str,
+    status: str,
+    request_id: str | None,
+    metadata: dict[str, Any],
+    now: datetime,
+) -> Message:
+    """Store the customer's message as the session's next ``seq`` and make the session active
+    again (the caller saves the session, inside the transaction that locked it)."""
+    user = Message.objects.create(
+        session=session,
+        seq=_next_seq(session),
+        role=Message.Role.USER,
+        content=content,
+        status=status,
+        request_id=request_id,
+        metadata=metadata,
+        created_at=now,
+    )
+    touch_expiry(session, now)
+    if session.status == ChatSession.Status.IDLE:
+        session.status = ChatSession.Status.ACTIVE
+    return user
+
+
+def _forward(
+    session: ChatSession,
+    existing: Message | None,
+    content: str,
+    request_id: str | None,
+    metadata: dict[str, Any],
+    now: datetime,
+) -> TurnHeld:
+    """Store the user message for the person holding the conversation, and show it in their
+    inbox (inside begin_turn's transaction, with the session row locked: one trip to the
+    database thread for both)."""
+    if existing is not None:  # its first attempt was never answered: it goes to the person now
+        existing.status = Message.Status.FORWARDED
+        existing.error_code = ""
+        existing.save(update_fields=["status", "error_code"])
+        user = existing
+    else:
+        user = _new_user_message(
+            session, content, Message.Status.FORWARDED, request_id, metadata, now
+        )
+        session.save(
+            update_fields=["last_seq", "message_count", "last_activity", "expires_at", "status"]
+        )
+    handoff = _open_handoff(session, lock=True)
+    if handoff is not None:
+        handoff.last_customer_message = user.content[:2000]
+        handoff.last_customer_at = user.created_at
+        handoff.updated_at = now
+        handoff.save(update_fields=["last_customer_message", "last_customer_at", "updated_at"])
+        inbox_changed_on_commit(wire.inbox_item(handoff))
+    return TurnHeld(user=user, session=session, replayed=False, agent_name=_holder(handoff))
+
+
+def _open_handoff(session: ChatSession, *, lock: bool = False) -> Handoff | None:
+    """The session's open hand-off (at most one), with its assignee."""
+    handoffs = Handoff.objects.select_related("assignee")
+    if lock:
+        handoffs = handoffs.select_for_update(of=("self",))
+    handoff = handoffs.filter(session=session, status__in=OPEN_HANDOFF_STATES).first()
+    if handoff is not None:
+        handoff.session = session  # the locked row: no second read of it
+    return handoff
+
+
+def _holder(handoff: Handoff | None) -> str:
+    """The name of the agent holding the conversation ("" when nobody does)."""
+    if handoff is None or handoff.status != Handoff.Status.WITH_AGENT:
+        return ""
+    return (wire.agent_info(handoff.assignee) or {}).get("name", "")
 
 
 @dataclass(frozen=True)
@@ -236,7 +341,7 @@ def post_system_message(*, session_id: str, content: str) -> Message:
     delivered to every socket of the session once committed."""
     now = timezone.now()
     with write_transaction():
-        session = _locked_session(session_id)
+        session = locked_session(session_id)
         message = Message.objects.create(
             session=session,
             seq=_next_seq(session),
@@ -251,10 +356,36 @@ def post_system_message(*, session_id: str, content: str) -> Message:
     return message
 
 
+def post_staff_message(
+    *, session_id: str, content: str, agent_name: str, agent_id: int, draft_id: int | None = None
+) -> Message:
+    """Add an agent's reply (role ``staff``) to the conversation, numbered like every message;
+    delivered to every socket of the session once committed. Must run inside the caller's
+    transaction with the session row locked (``chat.handoff.staff_reply``)."""
+    now = timezone.now()
+    session = locked_session(session_id)
+    metadata: dict[str, Any] = {"agent": {"id": agent_id, "name": agent_name}}
+    if draft_id is not None:
+        metadata["draftId"] = draft_id
+    message = Message.objects.create(
+        session=session,
+        seq=_next_seq(session),
+        role=Message.Role.STAFF,
+        content=content,
+        status=Message.Status.COMPLETE,
+        metadata=metadata,
+        created_at=now,
+    )
+    touch_expiry(session, now)
+    session.save(update_fields=["last_seq", "message_count", "last_activity", "expires_at"])
+    publish_on_commit(session_id, [message])
+    return message
+
+
 def session_mark_escalated(*, session_id: str, ticket_id: str | None) -> None:
     """Mark the session as handed to a human with ``ticket_id`` (None: take the mark back)."""
     with write_transaction():
-        session = _locked_session(session_id)
+        session = locked_session(session_id)
         session.escalated_at = timezone.now() if ticket_id else None
         session.escalation_ticket = ticket_id or ""
         session.save(update_fields=["escalated_at", "escalation_ticket"])

@@ -7,6 +7,7 @@ from celery import shared_task
 from django.conf import settings
 
 from chat.guards.review import purge_expired_clear_text
+from chat.handoff_summary import summarise_handoff
 from chat.lifecycle import archive_session, expire_sessions
 from chat.memory import summarize_session
 from chat.models import ChatSession
@@ -57,3 +58,9 @@ def archive_session_task(session_id: str, reason: str) -> str:
 def purge_pii_clear_text_task() -> int:
     """Delete encrypted clear copies of PII detections past their retention (beat, hourly)."""
     return purge_expired_clear_text()
+
+
+@shared_task(name="chat.summarise_handoff")
+def summarise_handoff_task(handoff_id: int) -> bool:
+    """Replace a new hand-off's extractive summary by the model's, when a model answers."""
+    return summarise_handoff(handoff_id=handoff_id)

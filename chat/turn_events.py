@@ -39,6 +39,10 @@ class TurnDone:
     fallback_used: bool
     citations: list[dict[str, str]] = field(default_factory=list)
     replayed: bool = False
+    # A person holds the conversation (or the customer paused the bot while waiting): the
+    # message went to them and the bot said nothing. ``held_by`` names the agent, if one holds it.
+    held: bool = False
+    held_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,4 +79,23 @@ def done_from_message(message: Message, *, replayed: bool = False) -> TurnDone:
         fallback_used=message.fallback_used,
         citations=list(message.metadata.get("citations", [])),
         replayed=replayed,
+    )
+
+
+def held_turn(message: Message, *, agent_name: str, processing_ms: int) -> TurnDone:
+    """The end of a turn the bot did not answer because a person holds the conversation: the
+    usual answer shape, empty, naming who has it (``message`` is the forwarded user message)."""
+    return TurnDone(
+        message_id=message.id,
+        seq=message.seq,
+        session_id=message.session_id,
+        content="",
+        timestamp=ms(message.created_at) or 0,
+        processing_ms=processing_ms,
+        tool_calls=[],
+        model="",
+        tokens_used=0,
+        fallback_used=False,
+        held=True,
+        held_by=agent_name,
     )

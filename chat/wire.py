@@ -17,7 +17,18 @@ from typing import Any
 
 from django.conf import settings
 
-from chat.models import ChatSession, Message, ReviewItem
+from chat.handoff_state import HandoffView
+from chat.hours import next_open_text
+from chat.models import (
+    AnswerFeedback,
+    ChatSession,
+    Handoff,
+    HandoffNote,
+    Message,
+    Rating,
+    ReplyDraft,
+    ReviewItem,
+)
 from chat.turn_events import TokenDelta, ToolStarted, TurnDone, UserMessageStored
 from supportbot.errors import ms, now_ms
 from tools.tickets import RESOLUTION_HOURS
@@ -35,6 +46,8 @@ def message(message: Message) -> dict[str, Any]:
     }
     if message.tool_calls:
         body["toolCalls"] = message.tool_calls
+    if message.role == Message.Role.STAFF:
+        body["metadata"] = {"agentName": agent_name(message)}
     if message.role == Message.Role.ASSISTANT:
         body["metadata"] = {
             "aiModel": message.model,
@@ -43,6 +56,13 @@ def message(message: Message) -> dict[str, Any]:
             "citations": list(message.metadata.get("citations", [])),
         }
     return body
+
+
+def agent_name(message: Message) -> str:
+    """The name a staff message is signed with."""
+    agent = message.metadata.get("agent") if isinstance(message.metadata, dict) else None
+    name = agent.get("name") if isinstance(agent, dict) else None
+    return name if isinstance(name, str) and name else "Support agent"
 
 
 def session(
@@ -125,12 +145,17 @@ def typing(event: ToolStarted | None = None) -> dict[str, Any]:
 
 
 def _answer_metadata(done: TurnDone) -> dict[str, Any]:
-    return {
+    body: dict[str, Any] = {
         "aiModel": done.model,
         "tokensUsed": done.tokens_used,
         "fallbackUsed": done.fallback_used,
         "citations": done.citations,
     }
+    if done.held:
+        # A person holds the conversation: the message went to them, the bot said nothing.
+        body["heldByHuman"] = True
+        body["agentName"] = done.held_by or None
+    return body
 
 
 def answer_rest(done: TurnDone) -> dict[str, Any]:
@@ -206,3 +231,122 @@ def ticket(result: dict[str, Any], *, created: bool) -> dict[str, Any]:
         hours = RESOLUTION_HOURS[status["priority"]]
         body["message"] = f"Ticket {ticket_id} created. Expected resolution within {hours} hours."
     return body
+
+
+# --- hand-offs -----------------------------------------------------------------------------------
+
+
+def handoff_id(handoff: Handoff) -> str:
+    return f"hof_{handoff.pk}"
+
+
+def agent_info(user: Any) -> dict[str, Any] | None:
+    if user is None:
+        return None
+    return {"name": (user.get_full_name() or user.get_username()).strip()}
+
+
+def handoff_status(view: HandoffView) -> dict[str, Any]:
+    """``handoff_status`` frames and GET/POST /api/session/{id}/handoff: what the customer is
+    told about their hand-off, and whether a person can answer now."""
+    handoff, availability = view.handoff, view.availability
+    hours = availability.hours
+    live = handoff is not None and handoff.status != Handoff.Status.RESOLVED
+    return {
+        "sessionId": view.session_id,
+        "status": handoff.status if handoff is not None else "none",
+        "handoffId": handoff_id(handoff) if handoff is not None else None,
+        "reason": handoff.reason if handoff is not None else None,
+        "requestedAt": ms(handoff.requested_at) if handoff is not None else None,
+        "position": view.position,
+        "typicalWaitSeconds": view.typical_wait_seconds,
+        "agent": agent_info(handoff.assignee) if handoff is not None else None,
+        "botPaused": view.bot_paused and live,
+        "ticketId": (handoff.ticket_id or None) if handoff is not None else None,
+        "contactGiven": bool(handoff is not None and handoff.contact_email),
+        # Nobody can answer now: the customer is offered a ticket instead of a promise.
+        "ticketOffered": live
+        and handoff is not None
+        and handoff.status == Handoff.Status.WAITING
+        and not availability.humans_available,
+        "ratingRequested": view.rating_requested,
+        "availability": {
+            "open": hours.open,
+            "agentsOnline": len(availability.agents),
+            "humansAvailable": availability.humans_available,
+            "nextOpenAt": ms(hours.next_open_at),
+            "nextOpenText": next_open_text(hours),
+            "timezone": hours.timezone,
+        },
+    }
+
+
+def inbox_item(handoff: Handoff) -> dict[str, Any]:
+    """One item of the staff inbox (the inbox page and its ``inbox_item`` frames)."""
+    session = handoff.session
+    return {
+        "handoffId": handoff_id(handoff),
+        "id": handoff.pk,
+        "sessionId": handoff.session_id,
+        "userId": session.user_id or None,
+        "status": handoff.status,
+        "reason": handoff.reason,
+        "reasonText": handoff.get_reason_display(),
+        "priority": handoff.priority,
+        "requestedAt": ms(handoff.requested_at),
+        "takenAt": ms(handoff.taken_at),
+        "resolvedAt": ms(handoff.resolved_at),
+        "firstMessage": handoff.first_message[:500],
+        "lastCustomerMessage": handoff.last_customer_message[:500],
+        "lastCustomerAt": ms(handoff.last_customer_at),
+        "topic": handoff.topic,
+        "summary": handoff.summary,
+        "ticketId": handoff.ticket_id or None,
+        "assignee": (
+            {"id": handoff.assignee.pk, **(agent_info(handoff.assignee) or {})}
+            if handoff.assignee is not None
+            else None
+        ),
+        "botPaused": session.bot_paused,
+        "updatedAt": ms(handoff.updated_at),
+    }
+
+
+def staff_note(note: HandoffNote) -> dict[str, Any]:
+    return {
+        "noteId": note.pk,
+        "sessionId": note.session_id,
+        "author": note.author,
+        "text": note.text,
+        "createdAt": ms(note.created_at),
+    }
+
+
+def reply_draft(draft: ReplyDraft) -> dict[str, Any]:
+    """A drafted reply, for staff only."""
+    return {
+        "draftId": draft.pk,
+        "sessionId": draft.session_id,
+        "forMessageId": draft.for_message_id,
+        "content": draft.content,
+        "citations": draft.citations,
+        "model": draft.model,
+        "outcome": draft.outcome,
+        "createdAt": ms(draft.created_at),
+    }
+
+
+def rating(rating: Rating) -> dict[str, Any]:
+    """POST /api/session/{id}/rating (201)."""
+    return {
+        "ratingId": f"rat_{rating.pk}",
+        "sessionId": rating.session_id,
+        "score": rating.score,
+        "comment": rating.comment,
+        "createdAt": ms(rating.created_at),
+    }
+
+
+def feedback(item: AnswerFeedback, handoff_status: dict[str, Any] | None) -> dict[str, Any]:
+    """POST /api/session/{id}/feedback (200): the vote, and the hand-off it asked for if any."""
+    return {"messageId": item.message_id, "vote": item.vote, "handoff": handoff_status}

@@ -20,7 +20,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
-from chat.models import ReviewItem
+from chat.models import Handoff, ReviewItem
 from ops.health import health_report
 from ops.models import REVIEW_QUEUES, open_counts
 from supportbot import ratelimit
@@ -65,6 +65,9 @@ def admin_index(request: HttpRequest) -> HttpResponse:
         "queues": queues,
         "total_open": sum(counts[model.queue_kind] for model in shown),
         "rate_limits_url": reverse("ops:rate_limits"),
+        "inbox_url": reverse("ops:inbox") if request.user.has_perm("chat.view_handoff") else "",
+        "inbox_waiting": Handoff.objects.filter(status=Handoff.Status.WAITING).count(),
+        "inbox_open": Handoff.objects.exclude(status=Handoff.Status.RESOLVED).count(),
     }
     return admin.site.index(request, extra_context={"ops_overview": overview})
 

@@ -9,8 +9,11 @@ from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
 
 from chat.api import router as chat_router
+from chat.feedback_api import router as feedback_router
+from chat.handoff_api import router as handoff_router
 from chat.tools_api import router as chat_tools_router
 from ops.api import router as ops_router
+from ops.staff_api import router as staff_router
 from supportbot.errors import ApiError, describe_validation_errors
 from supportbot.middleware import json_error, parse_json_object
 
@@ -26,7 +29,10 @@ api = NinjaAPI(
 )
 api.add_router("", chat_router)
 api.add_router("", chat_tools_router)
+api.add_router("", feedback_router)
+api.add_router("", handoff_router)
 api.add_router("", ops_router)
+api.add_router("", staff_router)
 
 
 @api.exception_handler(ApiError)

@@ -253,6 +253,17 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def json_body(schema: Any, *, required: bool = True) -> dict[str, Any]:
+    """A route's ``openapi_extra``: its JSON body is ``schema`` (a pydantic model), which the
+    view parses itself with ``parse_json_object`` (so a bad body gets the API's error shape)."""
+    return {
+        "requestBody": {
+            "required": required,
+            "content": {"application/json": {"schema": schema.model_json_schema()}},
+        }
+    }
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     """Decode a request body that must be one JSON object."""
     try:

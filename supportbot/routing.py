@@ -8,6 +8,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.urls import path, re_path
 
 from chat.consumers import ChatConsumer
+from ops.consumers import StaffConsumer
 
 
 class NoSuchSocket(AsyncWebsocketConsumer):
@@ -20,5 +21,6 @@ class NoSuchSocket(AsyncWebsocketConsumer):
 
 websocket_urlpatterns: list[Any] = [
     path("ws", ChatConsumer.as_asgi()),
+    path("ws/staff", StaffConsumer.as_asgi()),
     re_path(r"", NoSuchSocket.as_asgi()),
 ]

@@ -380,6 +380,12 @@ EMBEDDINGS_MODEL = env_str("EMBEDDINGS_MODEL")
 OFFLINE_FALLBACK = env_bool("OFFLINE_FALLBACK", True)
 
 MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 4000, minimum=1)
+# Hand-offs to people (chat/handoff.py): the model drafts replies for the agent holding a
+# conversation; the inbox colours an item's wait against this target.
+HANDOFF_DRAFTS_ENABLED = env_bool("HANDOFF_DRAFTS_ENABLED", True)
+# A hand-off's summary is rewritten by the model (a Celery task) when one is configured.
+HANDOFF_MODEL_SUMMARY = env_bool("HANDOFF_MODEL_SUMMARY", True)
+HANDOFF_WAIT_TARGET_SECONDS = env_int("HANDOFF_WAIT_TARGET_SECONDS", 300, minimum=1)
 SESSION_TTL_HOURS = env_float("SESSION_TTL_HOURS", 24.0, minimum=0.01)
 SESSION_IDLE_MINUTES = env_float("SESSION_IDLE_MINUTES", 15.0, minimum=0.1)
 # A turn holds its session's lease at most this long; a crashed worker's lease then lapses.

@@ -184,6 +184,8 @@ class ToolFindings:
     status: dict[str, Any] | None = None  # fetch_status's result
     status_error: str | None = None
     searched: bool = False
+    handoff: dict[str, Any] | None = None  # request_human's result
+    handoff_error: str | None = None
 
 
 def compose_reply(
@@ -251,13 +253,66 @@ def _request_blocks(intents: Intents, findings: ToolFindings | None) -> list[str
             "happened, when it started, any error code (such as NB-1042) and the device or app "
             "you use. A human agent can pick it up and file the ticket for you."
         )
-    if intents.human:
+    if findings is not None and findings.handoff is not None:
+        blocks.append(handoff_block(findings.handoff))
+    elif findings is not None and findings.handoff_error:
         blocks.append(
-            "I can't transfer you myself, but support staff can see this conversation and take "
-            "it over. Describe your issue in your next message, so the person who picks it up "
-            "has the details."
+            'I couldn\'t reach the support team just now. Please try the "Talk to a person" '
+            "button in a moment, or describe your problem and ask me to open a ticket."
+        )
+    elif intents.human:
+        blocks.append(
+            'I can\'t transfer you myself in this mode. Use the "Talk to a person" button, or '
+            "describe your problem and ask me to open a ticket, so the team can reply."
         )
     return blocks
+
+
+def handoff_block(status: dict[str, Any], *, opened_ticket: str = "") -> str:
+    """What the customer is told after asking for a person: the truth about who can answer.
+    ``status`` is the flattened hand-off status (``chat.handoff_tool.for_the_model``);
+    ``opened_ticket`` names a ticket this same step opened (the escalation workflow)."""
+    ticket = opened_ticket or status.get("ticketId") or ""
+    lead = (
+        f"I've opened ticket **{opened_ticket}** with a summary of this conversation. "
+        if opened_ticket
+        else ""
+    )
+    if status.get("status") == "with_agent":
+        agent = (status.get("agent") or {}).get("name") or "A support agent"
+        return f"{lead}{agent} is already looking after this conversation."
+    if status.get("humansAvailable"):
+        text = lead + "I've asked for a person from the support team."
+        position = status.get("position")
+        if isinstance(position, int):
+            text += (
+                " You're next in the queue."
+                if position == 1
+                else f" You're number {position} in the queue."
+            )
+        wait = status.get("typicalWaitSeconds")
+        if isinstance(wait, int):
+            minutes = max(1, round(wait / 60))
+            text += f" People usually wait about {minutes} minute{'s' if minutes != 1 else ''}."
+        return text + " I'll keep answering meanwhile if you want to ask me anything."
+    back = status.get("nextOpenText")
+    nobody = "No one from the team is available right now." + (
+        f" The team is back {back}." if back else ""
+    )
+    if ticket and status.get("contactGiven"):
+        return (
+            f"{lead}{nobody} Ticket **{ticket}** has your request; they'll reply to the address "
+            "you gave."
+        )
+    if ticket:
+        return (
+            f"{lead}{nobody} Leave your email address in the form below so they can reply to "
+            f"ticket **{ticket}** by email, or ask me about it here any time."
+        )
+    return (
+        f"{nobody} Leave your email address in the form below and I'll open a ticket, so they "
+        "can reply to you by email."
+    )
 
 
 def _passage_blocks(passages: Sequence[Passage | ArticleHit], *, needs_tools: bool) -> list[str]:
@@ -328,6 +383,7 @@ def _reply(blocks: list[str], passages: Sequence[Passage | ArticleHit]) -> Offli
 
 # Tool mode: the functions the offline assistant calls when the pipeline offers them.
 KB_SEARCH, CREATE_TICKET, FETCH_STATUS = "kb_search", "create_ticket", "fetch_status"
+REQUEST_HUMAN = "request_human"
 _URGENT_RE = re.compile(
     r"\b(urgent|asap|emergency|outage|down for (everyone|all)|nobody can|can't work)\b",
     re.IGNORECASE,
@@ -388,6 +444,8 @@ def _plan(question: str, request: CompletionRequest, offered: set[str]) -> list[
         calls.append((KB_SEARCH, {"query": topic[:500], "maxResults": 5}))
     if FETCH_STATUS in offered and intents.ticket_id:
         calls.append((FETCH_STATUS, {"ticketId": intents.ticket_id}))
+    if REQUEST_HUMAN in offered and intents.human:
+        calls.append((REQUEST_HUMAN, {"reason": question[:1000]}))
     if CREATE_TICKET in offered and intents.open_ticket:
         arguments = _ticket_request(question, request.messages)
         if arguments is not None:
@@ -436,6 +494,8 @@ def _findings(turn: Sequence[dict[str, Any]]) -> tuple[ToolFindings, list[Passag
             found["create_error" if error_text else "created"] = error_text or body
         elif name == FETCH_STATUS:
             found["status_error" if error_text else "status"] = error_text or body
+        elif name == REQUEST_HUMAN:
+            found["handoff_error" if error_text else "handoff"] = error_text or body
     return ToolFindings(**found), hits
 
 

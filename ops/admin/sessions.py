@@ -35,22 +35,46 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class EscalationFilter(admin.SimpleListFilter):
+    """Sessions by whether they were escalated (the workflow) or handed to a person at all."""
+
+    title = "escalation"
+    parameter_name = "escalated"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("escalated", "Escalated (workflow)"),
+            ("handoff", "Handed to a person"),
+            ("none", "Neither"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> Any:
+        if self.value() == "escalated":
+            return queryset.filter(escalated_at__isnull=False)
+        if self.value() == "handoff":
+            return queryset.exclude(handoff_status="")
+        if self.value() == "none":
+            return queryset.filter(escalated_at__isnull=True, handoff_status="")
+        return queryset
+
+
 @admin.register(ChatSession)
 class ChatSessionAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "status",
+        "handoff_state",
         "user_id",
         "message_count",
         "total_tokens",
         "created_at",
         "last_activity",
     )
-    list_filter = ("status", "created_at", "last_activity")
+    list_filter = ("status", EscalationFilter, "handoff_status", "created_at", "last_activity")
     search_fields = ("=id", "user_id")
     date_hierarchy = "created_at"
     show_full_result_count = False  # skip the second COUNT(*) over every session
-    readonly_fields = ("transcript",)
+    readonly_fields = ("transcript", "conversation_link")
     fieldsets = (
         (
             None,
@@ -58,6 +82,10 @@ class ChatSessionAdmin(ReadOnlyAdmin):
                 "fields": (
                     "id",
                     "status",
+                    "conversation_link",
+                    "handoff_status",
+                    "escalated_at",
+                    "escalation_ticket",
                     "user_id",
                     "created_at",
                     "last_activity",
@@ -96,6 +124,18 @@ class ChatSessionAdmin(ReadOnlyAdmin):
 
     class Media:
         js = (Script("chat/watch.js", type="module"),)
+
+    @admin.display(description="Hand-off", ordering="handoff_status")
+    def handoff_state(self, obj: ChatSession) -> str:
+        state = obj.get_handoff_status_display() if obj.handoff_status else ""
+        if obj.escalated_at:
+            state = f"{state} (escalated {obj.escalation_ticket})".strip()
+        return state or "—"
+
+    @admin.display(description="Agent view")
+    def conversation_link(self, obj: ChatSession) -> SafeString:
+        url = reverse("ops:conversation", args=[obj.pk])
+        return format_html('<a href="{}">Open in the agent view (take over, reply)</a>', url)
 
     @admin.display(description="Transcript")
     def transcript(self, obj: ChatSession) -> SafeString:

@@ -1,7 +1,10 @@
 // The chat page: history over REST, then a WebSocket with resume, streaming, heartbeat,
 // reconnect with backoff and an offline queue. Message text only ever reaches the DOM through
-// textContent (see markdown.js).
+// textContent (see markdown.js). The hand-off to a person is handoff.js; the thumbs and the
+// report under an answer are feedback.js.
 
+import { addAnswerActions } from "./feedback.js";
+import { createHandoff } from "./handoff.js";
 import { renderMarkdown } from "./markdown.js";
 
 const HEARTBEAT_MS = 20000;
@@ -19,6 +22,20 @@ const input = $("message");
 const sendButton = $("send");
 const endButton = $("end-conversation");
 
+// The log stays on its newest line when the hand-off panel below it grows or shrinks, if that
+// is where the reader was.
+let logAtBottom = true;
+log.addEventListener(
+  "scroll",
+  () => {
+    logAtBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 32;
+  },
+  { passive: true },
+);
+new ResizeObserver(() => {
+  if (logAtBottom) log.scrollTop = log.scrollHeight;
+}).observe(log);
+
 const state = {
   sessionId: document.body.dataset.sessionId,
   lastSeq: 0,
@@ -33,12 +50,24 @@ const state = {
   heartbeat: null,
   silence: null,
   reconnectTimer: null,
+  connectedBefore: false,
   ended: false,
 };
 
 function newRequestId() {
   return "req_" + crypto.randomUUID().replace(/-/g, "");
 }
+
+// What feedback.js and handoff.js need of the page.
+const pageContext = {
+  sessionId: () => state.sessionId,
+  notify: (text, level) => showNotice(text, level),
+  onHandoff: (status) => handoff.apply(status),
+  newRequestId,
+  sendFrame: (frame) => send(frame),
+  focusComposer: () => input.focus(),
+};
+const handoff = createHandoff(pageContext);
 
 function setStatus(kind, text) {
   statusLine.dataset.state = kind;
@@ -50,20 +79,40 @@ function formatTime(ms) {
   return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
 
-function bubble({ role, content, timestamp, messageId, seq }) {
+const BUBBLE_CLASSES = { user: "from-user", staff: "from-staff" };
+
+// Who wrote a message, as its bubble and the screen-reader announcement name them.
+function senderOf({ role, metadata }) {
+  if (role === "user") return "You";
+  if (role === "assistant") return "Assistant";
+  if (role === "staff") {
+    const name = metadata && typeof metadata.agentName === "string" ? metadata.agentName : "";
+    return name.trim() || "Support agent";
+  }
+  return String(role || "");
+}
+
+function bubble({ role, content, timestamp, messageId, seq, metadata }) {
   const article = document.createElement("article");
-  article.className = "message " + (role === "user" ? "from-user" : "from-assistant");
+  article.className = "message " + (BUBBLE_CLASSES[role] || "from-assistant");
   if (messageId) article.dataset.messageId = messageId;
   if (seq) article.dataset.seq = String(seq);
   const meta = document.createElement("header");
   meta.className = "meta";
   const who = document.createElement("span");
   who.className = "role";
-  who.textContent = role === "user" ? "You" : role === "assistant" ? "Assistant" : role;
+  who.textContent = senderOf({ role, metadata });
   const time = document.createElement("time");
   time.dateTime = new Date(timestamp || Date.now()).toISOString();
   time.textContent = formatTime(timestamp);
-  meta.append(who, time);
+  meta.append(who);
+  if (role === "staff") {
+    const team = document.createElement("span");
+    team.className = "team-badge";
+    team.textContent = "Support team";
+    meta.append(team);
+  }
+  meta.append(time);
   const body = document.createElement("div");
   body.className = "body";
   body.append(renderMarkdown(content || ""));
@@ -75,17 +124,17 @@ function bubble({ role, content, timestamp, messageId, seq }) {
 
 // Stored messages are kept in seq order whatever order their frames arrive in (history, resume,
 // fan-out, live answers); bubbles without a seq yet (pending, streaming) stay at the end.
-function place(article) {
-  const seq = Number(article.dataset.seq || 0);
+function place(node) {
+  const seq = Number(node.dataset.seq || 0);
   if (seq) {
-    for (const other of log.querySelectorAll("article.message[data-seq]")) {
-      if (other !== article && Number(other.dataset.seq) > seq) {
-        log.insertBefore(article, other);
+    for (const other of log.querySelectorAll(":scope > [data-seq]")) {
+      if (other !== node && Number(other.dataset.seq) > seq) {
+        log.insertBefore(node, other);
         return;
       }
     }
   }
-  if (article.parentNode !== log || article.nextSibling) log.append(article);
+  if (node.parentNode !== log || node.nextSibling) log.append(node);
 }
 
 function setBody(article, content) {
@@ -159,8 +208,37 @@ function remember(messageId, seq) {
   }
 }
 
+// A stored system message (e.g. a person joined): a centred line of the log, not a bubble.
+function systemLine({ content, messageId, seq }) {
+  const line = document.createElement("p");
+  line.className = "notice from-system";
+  if (messageId) line.dataset.messageId = messageId;
+  if (seq) line.dataset.seq = String(seq);
+  line.textContent = String(content || "");
+  place(line);
+  log.scrollTop = log.scrollHeight;
+}
+
+// A note in a user bubble's header ("Sent to Alice"): the message went to a person.
+function markForwarded(article, agentName) {
+  article.dataset.status = "forwarded";
+  const text = agentName ? `Sent to ${agentName}` : "Sent to the support team";
+  let note = article.querySelector(".forwarded-note");
+  if (!note) {
+    note = document.createElement("span");
+    note.className = "forwarded-note";
+    article.querySelector(".meta").append(note);
+  }
+  note.textContent = text;
+}
+
 function showStored(message, { quiet = false } = {}) {
   const { messageId, seq } = message;
+  if (message.role === "system") {
+    if (!seenBefore(messageId, seq)) systemLine(message);
+    remember(messageId, seq);
+    return;
+  }
   const streaming = messageId && state.streams.get(messageId);
   if (streaming) state.streams.delete(messageId);
   if (seenBefore(messageId, seq)) {
@@ -179,86 +257,37 @@ function showStored(message, { quiet = false } = {}) {
     article = bubble(message);
   }
   if (message.status && message.status !== "complete") article.dataset.status = message.status;
+  if (message.role === "user" && message.status === "forwarded") markForwarded(article, "");
   addExtras(article, {
     toolCalls: message.toolCalls,
     citations: message.metadata && message.metadata.citations,
   });
-  if (message.role === "assistant" && messageId) addReportAction(article, messageId);
+  if (message.role === "assistant" && messageId) addAnswerActions(article, messageId, pageContext);
   remember(messageId, seq);
-  if (message.role === "assistant" && !quiet) announce(message.content);
+  if ((message.role === "assistant" || message.role === "staff") && !quiet) {
+    announce(message.content, senderOf(message));
+  }
 }
 
-// "Report this answer": a small inline form under an answer; POST /api/session/{id}/report.
-function addReportAction(article, messageId) {
-  if (article.querySelector(".report")) return;
-  const button = document.createElement("button");
-  button.type = "button";
-  button.className = "report";
-  button.textContent = "Report this answer";
-  button.addEventListener("click", () => openReportForm(article, messageId, button));
-  article.querySelector(".meta").append(button);
+// An answer held back because a person holds the conversation: no bubble, only the note on the
+// question that it went to them.
+function showHeld(data, requestId) {
+  remember(data.messageId, data.seq);
+  const metadata = data.metadata || {};
+  const name = typeof metadata.agentName === "string" ? metadata.agentName : "";
+  let article = null;
+  if (requestId) {
+    article = log.querySelector(`article.from-user[data-request-id="${CSS.escape(requestId)}"]`);
+  }
+  if (!article) {
+    const users = log.querySelectorAll("article.from-user:not(.pending)");
+    article = users.length ? users[users.length - 1] : null;
+  }
+  if (article) markForwarded(article, name.trim());
 }
 
-function openReportForm(article, messageId, button) {
-  if (article.querySelector(".report-form")) return;
-  button.hidden = true;
-  const reportForm = document.createElement("form");
-  reportForm.className = "report-form";
-  const fieldId = "report-" + messageId;
-  const label = document.createElement("label");
-  label.htmlFor = fieldId;
-  label.textContent = "What is wrong with this answer? (optional)";
-  const reason = document.createElement("textarea");
-  reason.id = fieldId;
-  reason.rows = 2;
-  reason.maxLength = 1000;
-  const submit = document.createElement("button");
-  submit.type = "submit";
-  submit.textContent = "Send report";
-  const cancel = document.createElement("button");
-  cancel.type = "button";
-  cancel.textContent = "Cancel";
-  const close = () => {
-    reportForm.remove();
-    button.hidden = false;
-    button.focus();
-  };
-  cancel.addEventListener("click", close);
-  reportForm.addEventListener("keydown", (event) => {
-    if (event.key === "Escape") close();
-  });
-  reportForm.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    submit.disabled = true;
-    let response;
-    try {
-      response = await fetch(`/api/session/${encodeURIComponent(state.sessionId)}/report`, {
-        method: "POST",
-        headers: { Accept: "application/json", "Content-Type": "application/json" },
-        body: JSON.stringify({ messageId, reason: reason.value.trim() }),
-      });
-    } catch {
-      response = null;
-    }
-    if (!response || !response.ok) {
-      submit.disabled = false;
-      showNotice("Could not send the report. Try again in a moment.", "error");
-      return;
-    }
-    const done = document.createElement("p");
-    done.className = "reported";
-    done.setAttribute("role", "status");
-    done.textContent = "Reported. Thank you: our team will review this answer.";
-    reportForm.replaceWith(done);
-    button.remove();
-  });
-  reportForm.append(label, reason, submit, cancel);
-  article.append(reportForm);
-  reason.focus();
-}
-
-function announce(text) {
-  announcer.textContent = "Assistant: " + String(text).slice(0, 500);
+function announce(text, sender = "Assistant") {
+  announcer.textContent = `${sender}: ` + String(text).slice(0, 500);
 }
 
 async function loadHistory() {
@@ -316,6 +345,9 @@ function connect() {
     if (state.socket !== socket) return;
     state.attempt = 0;
     setStatus("online", "Connected");
+    // Back after a break: who is online may have changed meanwhile, with no frame to say so.
+    if (state.connectedBefore) handoff.load().catch(() => {});
+    state.connectedBefore = true;
     send({ type: "resume", data: { lastSeq: state.lastSeq } });
     sendPending();
     clearInterval(state.heartbeat);
@@ -339,6 +371,7 @@ function connect() {
     clearInterval(state.heartbeat);
     clearTimeout(state.silence);
     typing.hidden = true;
+    handoff.socketLost();
     // An answer cut off with the socket is finished by resume (or stays as far as it got).
     for (const stream of state.streams.values()) stream.node.classList.remove("streaming");
     scheduleReconnect();
@@ -404,6 +437,10 @@ function handle(frame) {
     }
     case "ai_response": {
       typing.hidden = true;
+      if (data.metadata && data.metadata.heldByHuman && !data.content) {
+        showHeld(data, frame.requestId || data.requestId);
+        break;
+      }
       showStored({
         role: "assistant",
         content: data.content,
@@ -419,10 +456,17 @@ function handle(frame) {
       showStored(data);
       break;
     case "error":
+      if (handoff.owns(frame.requestId) && !SESSION_GONE.has(data.code)) {
+        handoff.fail(frame.requestId, data);
+        break;
+      }
       showError(data, frame.requestId);
       break;
     case "system_notification":
       showNotice(String(data.message || ""), data.level);
+      break;
+    case "handoff_status":
+      handoff.apply(data, { requestId: frame.requestId });
       break;
     default:
       break;
@@ -438,6 +482,8 @@ function showNotice(text, level) {
   log.scrollTop = log.scrollHeight;
 }
 
+const SESSION_GONE = new Set(["INVALID_SESSION", "SESSION_NOT_FOUND"]);
+
 function showError(data, requestId) {
   typing.hidden = true;
   const entry = requestId && state.pending.get(requestId);
@@ -448,7 +494,7 @@ function showError(data, requestId) {
   }
   const partial = data.details && data.details.messageId && state.streams.get(data.details.messageId);
   if (partial) partial.node.classList.remove("streaming");
-  if (data.code === "INVALID_SESSION" || data.code === "SESSION_NOT_FOUND") {
+  if (SESSION_GONE.has(data.code)) {
     endedState("This conversation has ended. Start a new one to continue.");
     return;
   }
@@ -475,6 +521,7 @@ function endedState(notice) {
   input.disabled = true;
   sendButton.disabled = true;
   endButton.disabled = true;
+  handoff.ended();
   showNotice(notice, "info");
 }
 
@@ -482,6 +529,7 @@ function submitMessage(text) {
   const requestId = newRequestId();
   const article = bubble({ role: "user", content: text });
   article.classList.add("pending");
+  article.dataset.requestId = requestId;
   const frame = {
     type: "chat_message",
     data: { content: text, sessionId: state.sessionId },
@@ -516,12 +564,15 @@ function resetConversation(sessionId) {
   state.pending.clear();
   state.ended = false;
   state.attempt = 0;
+  state.connectedBefore = false;
   log.replaceChildren();
   announcer.textContent = "";
   input.disabled = false;
   sendButton.disabled = false;
   endButton.disabled = false;
+  handoff.reset();
   connect();
+  handoff.load().catch(() => {});
 }
 
 function csrfToken() {
@@ -577,4 +628,8 @@ endButton.addEventListener("click", async () => {
 
 loadHistory()
   .catch(() => {})
-  .finally(connect);
+  .finally(() => {
+    connect();
+    // Availability is shown before anyone asks; handoff_status frames keep it current.
+    handoff.load().catch(() => {});
+  });

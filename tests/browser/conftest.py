@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
@@ -30,6 +33,7 @@ CHROMIUM_ARGS = [
 # Explicit waits (expect, wait_for_function) give up after this long; each test stays well
 # under 20 s even when one of them runs out.
 WAIT_MS = 8000
+ROOT = Path(__file__).resolve().parents[2]
 expect.set_options(timeout=WAIT_MS)
 
 
@@ -123,3 +127,36 @@ def page(context: BrowserContext) -> Iterator[Page]:
     page.on("pageerror", lambda error: errors.append(str(error)))
     yield page
     assert errors == [], f"uncaught errors in the page: {errors}"
+
+
+# --- helpers the browser tests share ----------------------------------------------------------
+
+
+def open_chat(page: Page) -> str:
+    """Load the chat page and wait until it is connected; returns the session id it shows."""
+    page.goto("/")
+    expect(page.locator("#status")).to_have_text("Connected")
+    session_id = page.locator("body").get_attribute("data-session-id")
+    assert session_id and session_id.startswith("sess_")
+    return session_id
+
+
+def send(page: Page, text: str) -> None:
+    """Type ``text`` into the chat page's composer and send it with Enter."""
+    page.locator("#message").fill(text)
+    page.locator("#message").press("Enter")
+
+
+def manage_shell(server: LiveServer, code: str) -> str:
+    """Run ``code`` in ``manage.py shell`` against the live server's database; its last line."""
+    out = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    lines = out.strip().splitlines()
+    return lines[-1] if lines else ""

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, expect
 
-from tests.browser.conftest import WAIT_MS
+from tests.browser.conftest import WAIT_MS, open_chat, send
 from tests.fakes.live_server import LiveServer
 from tests.fakes.openai_server import Custom, FakeOpenAIServer, Reply
 
@@ -21,20 +21,6 @@ TIME = re.compile(r"^\d{1,2}:\d{2}(\s?[AP]M)?$")
 # Reconnecting waits out the backoff (0.5-1 s, 1-2 s, 2-4 s, ... with jitter) of the attempts
 # made while the server was down.
 RECONNECT_MS = 15000
-
-
-def open_chat(page: Page) -> str:
-    """Load the page and wait until it is connected; returns the session id it shows."""
-    page.goto("/")
-    expect(page.locator("#status")).to_have_text("Connected")
-    session_id = page.locator("body").get_attribute("data-session-id")
-    assert session_id and session_id.startswith("sess_")
-    return session_id
-
-
-def send(page: Page, text: str) -> None:
-    page.locator("#message").fill(text)
-    page.locator("#message").press("Enter")
 
 
 def seqs(page: Page) -> list[str | None]:

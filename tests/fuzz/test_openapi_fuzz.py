@@ -173,6 +173,23 @@ def _well_formed(path: str, ids: LiveIds) -> st.SearchStrategy[dict[str, Any]]:
         return st.fixed_dictionaries(
             {}, optional={"messageId": st.just(ids.message_id), "reason": st.text(max_size=200)}
         )
+    if path == "/api/session/{session_id}/handoff":
+        return st.fixed_dictionaries(
+            {},
+            optional={
+                "reason": st.text(max_size=200),
+                "contactEmail": st.emails() | st.text(max_size=60),
+                "stopBot": st.booleans(),
+            },
+        )
+    if path == "/api/session/{session_id}/rating":
+        return st.fixed_dictionaries(
+            {"score": st.integers(1, 5)}, optional={"comment": st.text(max_size=200)}
+        )
+    if path == "/api/session/{session_id}/feedback":
+        return st.fixed_dictionaries(
+            {"messageId": st.just(ids.message_id), "vote": st.sampled_from(["up", "down"])}
+        )
     return st.just({})
 
 
@@ -210,6 +227,21 @@ OPERATIONS: dict[str, tuple[GenerationMode, ...]] = {
     "POST /api/workflow/execute": BOTH,
     "GET /api/workflow/{execution_id}": POSITIVE,
     "GET /api/status": POSITIVE,
+    "GET /api/session/{session_id}/handoff": POSITIVE,
+    "POST /api/session/{session_id}/handoff": BOTH,
+    "POST /api/session/{session_id}/rating": BOTH,
+    "POST /api/session/{session_id}/feedback": BOTH,
+    # Staff endpoints: a client without the admin's login is refused before anything else.
+    "GET /api/staff/inbox": POSITIVE,
+    "GET /api/staff/agents": POSITIVE,
+    "POST /api/staff/handoffs/{handoff_id}/take": POSITIVE,
+    "POST /api/staff/handoffs/{handoff_id}/assign": POSITIVE,
+    "POST /api/staff/handoffs/{handoff_id}/release": POSITIVE,
+    "POST /api/staff/handoffs/{handoff_id}/resolve": POSITIVE,
+    "POST /api/staff/handoffs/{handoff_id}/reply": POSITIVE,
+    "POST /api/staff/sessions/{session_id}/pickup": POSITIVE,
+    "POST /api/staff/sessions/{session_id}/notes": POSITIVE,
+    "POST /api/staff/drafts/{draft_id}/discard": POSITIVE,
 }
 
 

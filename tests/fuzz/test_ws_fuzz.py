@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(600)]
 MAX_EXAMPLES = 600
 REPLY_TIMEOUT = 15.0
 TURN_TIMEOUT = 30.0
-KNOWN_TYPES = ["chat_message", "typing", "ping", "resume", "voice_input"]
+KNOWN_TYPES = ["chat_message", "typing", "ping", "resume", "voice_input", "handoff_request"]
 MAX_FRAME = 64 * 1024
 
 # --- strategies --------------------------------------------------------------------------------
@@ -74,7 +74,7 @@ JSON_VALUES = st.recursive(
     max_leaves=12,
 )
 DATA_KEYS = ["content", "sessionId", "metadata", "isTyping", "lastSeq", "audioData", "format"]
-DATA_KEYS += ["duration"]
+DATA_KEYS += ["duration", "reason", "contactEmail", "stopBot"]
 
 
 def _deep(depth: int, kind: str) -> Any:
@@ -157,6 +157,11 @@ def frames(draw: st.DrawFn, session_id: str, other_session_id: str, index: int) 
             "format": draw(st.sampled_from(["webm", "wav"]) | TEXT),
             "duration": draw(st.sampled_from([1, 0, -1, 30, 31, 10**20, 1.5]) | SCALARS),
             "sessionId": session,
+        },
+        "handoff_request": {
+            "reason": draw(st.sampled_from(["", "my invoice"]) | TEXT | JSON_VALUES),
+            "contactEmail": draw(st.sampled_from(["pat@example.com", "nope"]) | TEXT | SCALARS),
+            "stopBot": draw(st.booleans() | JSON_VALUES),
         },
     }
     good_data = by_type.get(type_, {})

@@ -17,7 +17,7 @@ from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 from pydantic import BaseModel
 
-from chat.models import ChatSession, Message
+from chat.models import ChatSession, Handoff, Message
 from chat.sessions import session_create, session_end
 from supportbot.asgi import application
 from supportbot.celery import app as celery_app
@@ -118,6 +118,13 @@ async def test_escalation_opens_a_ticket_tells_the_session_and_marks_it(api, kb)
     assert session.escalation_ticket == ticket_id and session.escalated_at is not None
     notice = await Message.objects.filter(session_id=session_id, role="system").alast()
     assert notice is not None and ticket_id in notice.content
+    # Nobody is online: no promise of an agent, the truth and a way to be answered instead.
+    assert "will take over" not in notice.content
+    assert "No one from the team is available right now" in notice.content
+    # The ticket carries the customer's words, not a transcript tail with the bot's disclaimer.
+    assert "offline assistant" not in ticket.description
+    item = await Handoff.objects.aget(session_id=session_id)
+    assert (item.reason, item.ticket_id, item.priority) == ("escalation", ticket_id, "urgent")
 
     frames: list[dict[str, Any]] = []
     while not any(
