@@ -12,6 +12,7 @@ BENCHES = [
     "bench.search_bench",
     "bench.kb_bench",
     "bench.ws_bench",
+    "bench.handoff_bench",
     "bench.pii_bench",
     "bench.content_bench",
     "bench.guard_bench",
