@@ -18,12 +18,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         user_model = get_user_model()
         password_file = settings.VAR_DIR / "admin-password"
+        # The file as the person who ran ``make run`` finds it: relative to the project when
+        # VAR_DIR is inside it (the default), else where VAR_DIR points.
+        shown = (
+            password_file.relative_to(settings.BASE_DIR)
+            if password_file.is_relative_to(settings.BASE_DIR)
+            else password_file
+        )
         if user_model.objects.filter(is_superuser=True).exists():
-            where = (
-                f" (first password in {password_file.relative_to(settings.BASE_DIR)})"
-                if password_file.exists() and password_file.is_relative_to(settings.BASE_DIR)
-                else ""
-            )
+            where = f" (first password in {shown})" if password_file.exists() else ""
             self.stdout.write(f"Admin: sign in at /admin/ with your superuser account{where}.")
             return
         password = secrets.token_urlsafe(12)
@@ -32,5 +35,5 @@ class Command(BaseCommand):
         password_file.chmod(0o600)
         self.stdout.write(
             f"Admin: sign in at /admin/ as 'admin' with password {password} "
-            "(saved in var/admin-password; change it there with manage.py changepassword admin)."
+            f"(saved in {shown}; to choose your own: manage.py changepassword admin)."
         )
