@@ -166,9 +166,13 @@ async def test_stall_after_text_is_not_retried_on_the_fallback(
     openai_provider: ProviderMaker,
 ) -> None:
     fake_llm.script(Stall(text="The answer is", chunks_before=2))
+    primary = openai_provider("primary", fake_llm)
+    # The stall under test comes after the first tokens; a slow first token on a busy machine
+    # must not stand in for it (the short timeout would fail over before any text).
+    primary.first_token_timeout = 5.0
     chain = ModelChain(
         [
-            link(openai_provider("primary", fake_llm)),
+            link(primary),
             link(openai_provider("fallback", fake_llm_fallback)),
         ]
     )
