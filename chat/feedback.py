@@ -17,9 +17,10 @@ from django.utils import timezone
 
 from chat.guards import current_allowlist, redact_text
 from chat.guards.validation import unstorable
-from chat.handoff import display_name, handoff_status, publish_handoff, request_handoff
+from chat.handoff import handoff_status, publish_handoff, request_handoff
 from chat.models import AnswerFeedback, Handoff, Message, Rating
 from chat.sessions import session_get
+from chat.wire import display_name
 from supportbot import metrics
 from supportbot.db import write_transaction
 from supportbot.errors import ApiError

@@ -31,6 +31,7 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from chat import events, wire
@@ -77,13 +78,6 @@ class HandoffRequest:
     status: dict[str, Any]
 
 
-def display_name(user: Any) -> str:
-    """How an agent is named to customers and colleagues."""
-    if user is None:
-        return ""
-    return (user.get_full_name() or user.get_username()).strip()
-
-
 def current_availability(*, now: datetime | None = None) -> Availability:
     return Availability(support_hours(now=now), agents_online())
 
@@ -111,9 +105,15 @@ def queue_position(handoff: Handoff) -> int | None:
     """1 for the next customer to be picked up; None when not waiting."""
     if handoff.status != Handoff.Status.WAITING:
         return None
-    ahead = Handoff.objects.filter(
-        status=Handoff.Status.WAITING, requested_at__lt=handoff.requested_at
-    ).count()
+    # Ordered as publish_handoff orders the queue: by request time, then by id.
+    ahead = (
+        Handoff.objects.filter(status=Handoff.Status.WAITING)
+        .filter(
+            Q(requested_at__lt=handoff.requested_at)
+            | Q(requested_at=handoff.requested_at, pk__lt=handoff.pk)
+        )
+        .count()
+    )
     return ahead + 1
 
 
@@ -350,15 +350,26 @@ def publish_handoff(session: ChatSession, handoff: Handoff, *, notice: str | Non
     status = wire.handoff_status(handoff_view(session=session, availability=availability))
     events.handoff_changed_on_commit(session.pk, status=status, notice=notice)
     events.inbox_changed_on_commit(wire.inbox_item(handoff))
-    if handoff.status != Handoff.Status.WAITING:
-        for other in (
-            Handoff.objects.filter(status=Handoff.Status.WAITING)
-            .exclude(pk=handoff.pk)
-            .select_related("session")
-            .order_by("requested_at")[:REQUEUE_NOTIFY_LIMIT]
-        ):
-            view = handoff_view(session=other.session, availability=availability)
-            events.handoff_changed_on_commit(other.session_id, status=wire.handoff_status(view))
+    if handoff.status == Handoff.Status.WAITING:
+        return
+    waiting = list(
+        Handoff.objects.filter(status=Handoff.Status.WAITING)
+        .select_related("session")
+        .order_by("requested_at", "pk")[:REQUEUE_NOTIFY_LIMIT]
+    )
+    # One queue read for all of them: each one's place is its index, the typical wait the same.
+    typical_wait = typical_wait_seconds() if waiting else None
+    for position, other in enumerate(waiting, start=1):
+        view = HandoffView(
+            session_id=other.session_id,
+            handoff=other,
+            availability=availability,
+            position=position,
+            typical_wait_seconds=typical_wait,
+            rating_requested=False,
+            bot_paused=other.session.bot_paused,
+        )
+        events.handoff_changed_on_commit(other.session_id, status=wire.handoff_status(view))
 
 
 def log_staff_action(*, agent: Any, obj: Any, message: str) -> None:

@@ -231,7 +231,7 @@ def _holder(handoff: Handoff | None) -> str:
     """The name of the agent holding the conversation ("" when nobody does)."""
     if handoff is None or handoff.status != Handoff.Status.WITH_AGENT:
         return ""
-    return (wire.agent_info(handoff.assignee) or {}).get("name", "")
+    return wire.display_name(handoff.assignee)
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,13 @@ from chat import events, wire
 from chat.guards import current_allowlist, redact_text
 from chat.guards.validation import unstorable
 from chat.handoff import (
-    display_name,
     log_staff_action,
     publish_handoff,
     request_handoff,
 )
 from chat.models import ChatSession, Handoff, HandoffNote, Message, ReplyDraft
 from chat.store import locked_session, post_staff_message
+from chat.wire import display_name
 from supportbot import metrics
 from supportbot.db import write_transaction
 from supportbot.errors import ApiError

@@ -240,10 +240,15 @@ def handoff_id(handoff: Handoff) -> str:
     return f"hof_{handoff.pk}"
 
 
-def agent_info(user: Any) -> dict[str, Any] | None:
+def display_name(user: Any) -> str:
+    """How an agent is named to customers and colleagues ("" for nobody)."""
     if user is None:
-        return None
-    return {"name": (user.get_full_name() or user.get_username()).strip()}
+        return ""
+    return str(user.get_full_name() or user.get_username()).strip()
+
+
+def agent_info(user: Any) -> dict[str, Any] | None:
+    return None if user is None else {"name": display_name(user)}
 
 
 def handoff_status(view: HandoffView) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from chat import events, frames, presence
 from chat.consumers import dispatch_without_closing_connections
-from chat.handoff import display_name
+from chat.wire import display_name
 from supportbot.errors import ApiError
 
 log = structlog.get_logger("ops.consumers")

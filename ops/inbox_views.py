@@ -21,8 +21,9 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from chat import wire
-from chat.handoff import OPEN_STATES, current_availability, display_name, handoff_view
+from chat.handoff import OPEN_STATES, current_availability, handoff_view
 from chat.models import ChatSession, Handoff, ReplyDraft
+from chat.wire import display_name
 from ops.staff_api import PERM, visible_items
 from ops.transcripts import render_transcript, session_transcript
 from tools.models import Ticket

@@ -17,7 +17,7 @@ from ninja import Query, Router, Schema
 from ninja.security import SessionAuthIsStaff
 
 from chat import wire
-from chat.handoff import OPEN_STATES, current_availability, display_name
+from chat.handoff import OPEN_STATES, current_availability
 from chat.models import Handoff
 from chat.takeover import (
     add_note,
@@ -29,6 +29,7 @@ from chat.takeover import (
     staff_reply,
     take_over,
 )
+from chat.wire import display_name
 from supportbot.errors import ApiError
 
 router = Router(tags=["staff"], auth=SessionAuthIsStaff())

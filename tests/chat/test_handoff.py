@@ -239,6 +239,22 @@ async def test_a_second_agent_cannot_take_a_held_conversation(api, agent, collea
     assert (await item_of(session_id)).assignee_id == agent.pk
 
 
+async def test_customers_behind_in_the_queue_move_up_when_one_is_taken(api, agent) -> None:
+    first, second, third = [await new_session(api) for _ in range(3)]
+    for session_id in (first, second, third):
+        await ask(api, session_id)
+    assert (await ask(api, third)).json()["position"] == 3
+    ws = await open_socket(third)
+    await frames_until(ws, "handoff_status")  # its state on connecting
+    item = await item_of(first)
+    staff = await staff_client(agent)
+    assert (await post(staff, f"/api/staff/handoffs/hof_{item.pk}/take")).status_code == 200
+    moved = (await frames_until(ws, "handoff_status"))[-1]["data"]
+    assert (moved["status"], moved["position"]) == ("waiting", 2)
+    assert (await ask(api, third)).json()["position"] == 2  # the same place, asked again
+    await ws.disconnect()
+
+
 async def test_two_agents_racing_get_exactly_one_claim(api, agent, colleague) -> None:
     session_id = await new_session(api)
     await ask(api, session_id)
