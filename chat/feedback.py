@@ -15,9 +15,8 @@ import structlog
 from django.db import IntegrityError
 from django.utils import timezone
 
-from chat.guards import current_allowlist, redact_text
 from chat.guards.validation import unstorable
-from chat.handoff import handoff_status, publish_handoff, request_handoff
+from chat.handoff import clean_customer_text, handoff_status, publish_handoff, request_handoff
 from chat.models import AnswerFeedback, Handoff, Message, Rating
 from chat.sessions import session_get
 from chat.wire import display_name
@@ -37,27 +36,6 @@ def _nothing_to_rate(message: str) -> ApiError:
     return ApiError("INVALID_FIELD_VALUE", message, status=409, details={"field": "score"})
 
 
-def _clean_comment(comment: Any, session_id: str) -> str:
-    """The comment as it may be stored: checked, trimmed and with PII redacted."""
-    if not isinstance(comment, str):
-        raise ApiError(
-            "INVALID_FIELD_VALUE", "comment must be a string.", details={"field": "comment"}
-        )
-    if len(comment) > COMMENT_MAX:
-        raise ApiError(
-            "INVALID_FIELD_VALUE",
-            f"comment is {len(comment)} characters long; the limit is {COMMENT_MAX}.",
-            details={"field": "comment", "maxLength": COMMENT_MAX, "length": len(comment)},
-        )
-    problem = unstorable(comment)
-    if problem:
-        raise ApiError("INVALID_FIELD_VALUE", f"comment {problem}.", details={"field": "comment"})
-    comment = comment.strip()
-    if not comment:
-        return ""
-    return redact_text(comment, current_allowlist(), session_id=session_id, field="comment")
-
-
 def rate_conversation(*, session_id: str, score: int, comment: str = "") -> Rating:
     """Rate the session's latest resolved hand-off (once: a second rating is a 409).
 
@@ -71,7 +49,9 @@ def rate_conversation(*, session_id: str, score: int, comment: str = "") -> Rati
             f"score must be a whole number from {MIN_SCORE} to {MAX_SCORE}.",
             details={"field": "score"},
         )
-    comment = _clean_comment(comment, session_id)
+    comment = clean_customer_text(
+        comment, field="comment", limit=COMMENT_MAX, session_id=session_id
+    )
     try:
         with write_transaction():
             session = session_get(session_id=session_id, allow_ended=False)

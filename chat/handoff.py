@@ -155,19 +155,26 @@ def handoff_status(*, session_id: str) -> dict[str, Any]:
 # --- the customer asks -------------------------------------------------------------------------
 
 
-def _clean_note(note: str, session_id: str) -> str:
-    if not isinstance(note, str):
+def clean_customer_text(value: Any, *, field: str, limit: int, session_id: str) -> str:
+    """An optional text the customer adds (a hand-off's reason, a rating's comment) as it may be
+    stored: a string within ``limit`` characters that can be stored, trimmed, PII redacted."""
+    if not isinstance(value, str):
         raise ApiError(
-            "INVALID_FIELD_VALUE", "reason must be a string.", details={"field": "reason"}
+            "INVALID_FIELD_VALUE", f"{field} must be a string.", details={"field": field}
         )
-    problem = unstorable(note)
-    if problem or len(note) > MAX_NOTE_CHARS:
+    if len(value) > limit:
         raise ApiError(
             "INVALID_FIELD_VALUE",
-            f"reason {problem or f'is longer than {MAX_NOTE_CHARS} characters'}.",
-            details={"field": "reason"},
+            f"{field} is {len(value)} characters long; the limit is {limit}.",
+            details={"field": field, "maxLength": limit, "length": len(value)},
         )
-    return redact_text(note.strip(), current_allowlist(), session_id=session_id, field="reason")
+    problem = unstorable(value)
+    if problem:
+        raise ApiError("INVALID_FIELD_VALUE", f"{field} {problem}.", details={"field": field})
+    value = value.strip()
+    if not value:
+        return ""
+    return redact_text(value, current_allowlist(), session_id=session_id, field=field)
 
 
 def clean_contact_email(value: Any) -> str:
@@ -246,7 +253,11 @@ def request_handoff(
         raise ValueError(f"unknown hand-off reason {reason!r}")
     if priority is not None and priority not in PRIORITY_RANK:
         raise ApiError("INVALID_FIELD_VALUE", "Unknown priority.", details={"field": "priority"})
-    note = _clean_note(note, session_id) if note else ""
+    note = (
+        clean_customer_text(note, field="reason", limit=MAX_NOTE_CHARS, session_id=session_id)
+        if note
+        else ""
+    )
     contact = clean_contact_email(contact_email) if contact_email is not None else None
     try:
         handoff, created = _record_request(
