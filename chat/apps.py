@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
+from supportbot import metrics
+
 
 class ChatConfig(AppConfig):
     name = "chat"
@@ -20,6 +22,7 @@ class ChatConfig(AppConfig):
         from chat.escalation import ESCALATION
         from chat.handoff_groups import ensure_groups
         from chat.handoff_tool import RequestHumanTool
+        from chat.llm.chain import built_breaker_states
         from tools.registry import registry
         from tools.workflows.engine import register_workflow, workflow_progress
 
@@ -30,6 +33,8 @@ class ChatConfig(AppConfig):
         post_migrate.connect(ensure_groups, sender=self, dispatch_uid="chat.handoff_groups")
         # tools know sessions only by id (DESIGN.md): their progress signal becomes frames here.
         workflow_progress.connect(_progress_to_sockets, dispatch_uid="chat.workflow_progress")
+        # Every process's model breakers reach the shared metrics (the dashboard, the alerts).
+        metrics.register_breakers(built_breaker_states)
 
 
 def _progress_to_sockets(

@@ -46,7 +46,7 @@ from chat.lifecycle import watch_expiry
 from chat.models import Handoff
 from chat.sessions import last_stored_seq, messages_after, session_get
 from chat.turns import registry
-from supportbot import ratelimit
+from supportbot import metrics, ratelimit
 from supportbot.clients import scope_client_ip
 from supportbot.errors import ApiError
 
@@ -94,6 +94,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=frames.encode(type_, data, request_id))
 
     async def send_error(self, error: ApiError, request_id: Any = None) -> None:
+        metrics.incr("errors", code=error.code, transport="ws")
         await self.send_frame("error", error.payload(), request_id)
 
     def _remember(self, message_id: Any) -> None:

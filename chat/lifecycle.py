@@ -25,6 +25,7 @@ from django.core.files.storage import storages
 from django.utils import timezone
 
 from chat.models import ChatSession, Message, SessionArchive
+from supportbot import metrics
 from supportbot.db import write_transaction
 from supportbot.errors import ms
 
@@ -114,9 +115,12 @@ def expire_sessions(*, now: datetime | None = None, batch: int = 100) -> int:
                 archive_session(session_id=session_id, reason="expired")
         except Exception:
             log.exception("archive_failed", session_id=session_id)
+            metrics.incr("archive_failures", reason="expired")
             continue
         with write_transaction():
-            ChatSession.objects.filter(pk=session_id, expires_at__lte=now).delete()
+            deleted, _ = ChatSession.objects.filter(pk=session_id, expires_at__lte=now).delete()
+        if deleted and status != ChatSession.Status.ENDED:
+            metrics.incr("sessions", event="expired")
         done += 1
     return done
 

@@ -267,7 +267,16 @@ async def run_turn(
     # Published while the model thinks; the answer is published after it, in order. The turn
     # never waits on the fan-out (a Redis outage must not hold back or fail the answer).
     published = events.publish_soon(session_id, [start.user], origin=origin)
-    turn = Turn(session_id, client_ip, origin, started, start, admitted.allowlist, published)
+    turn = Turn(
+        session_id,
+        client_ip,
+        origin,
+        started,
+        start,
+        admitted.allowlist,
+        published,
+        transport=transport,
+    )
 
     structlog.contextvars.bind_contextvars(session_id=session_id)
     lease = asyncio.ensure_future(keep_lease(session_id, start.token))
@@ -349,6 +358,8 @@ async def _model_round(
             safe = guard.feed(event.text)
             if safe:
                 answer.parts.append(safe)
+                if turn.first_token is None:
+                    turn.first_token = time.perf_counter()
                 yield TokenDelta(answer.message_id, safe)
         elif isinstance(event, ToolCallRequest):
             result.calls.append(event)
@@ -370,6 +381,11 @@ async def _model_round(
         tokens=usage.prompt_tokens + usage.completion_tokens,
     )
     answer.cite(finish.citations)
+    cost = metrics.token_cost(finish.model, usage.prompt_tokens, usage.completion_tokens)
+    if cost is None:
+        answer.unpriced = True
+    else:
+        answer.cost_usd += cost
     metrics.record_model_call(
         provider=finish.provider,
         model=finish.model,
@@ -377,6 +393,7 @@ async def _model_round(
         latency_ms=(time.perf_counter() - round_started) * 1000,
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
+        fallback=finish.fallback_used,
     )
 
 
@@ -504,18 +521,22 @@ async def _think(turn: Turn, context: list[dict[str, Any]] | None) -> AsyncGener
         failure = _model_failure(turn, exc, model_started)
     except ApiError as exc:  # a global limit refused a later round
         failure = exc
-    except BaseException:
+    except BaseException as exc:
         # The client went away (generator closed, task cancelled) or a bug: keep what we have.
         _keep_held_back(answer)
+        gone = isinstance(exc, GeneratorExit | asyncio.CancelledError)
+        turn.measure("CLIENT_GONE" if gone else "INTERNAL_ERROR")
         await _record_failure(turn, model_started, "INTERNAL_ERROR")
         raise
 
     if failure is not None:
+        turn.measure(failure.code)
         await _record_failure(turn, model_started, failure.code)
         if answer.parts:
             failure.details = {"messageId": answer.message_id, "partialResponse": answer.text}
         yield TurnFailed(failure, turn.start.user.id)
         return
+    turn.measure("")
     yield done_from_message(await _store_answer(turn))
 
 

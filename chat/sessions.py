@@ -18,7 +18,7 @@ from chat.guards import current_allowlist, redact_json
 from chat.guards.validation import unstorable
 from chat.models import ChatSession, Handoff, Message
 from chat.tasks import archive_session_task
-from supportbot import ratelimit
+from supportbot import metrics, ratelimit
 from supportbot.clients import client_label, ip_fingerprint
 from supportbot.db import write_transaction
 from supportbot.errors import ApiError
@@ -69,7 +69,11 @@ def session_create(
         if ratelimit.enabled():
             _check_session_capacity(client_key, client_ip)
             ratelimit.hit(("ip_session_creations", client_label(client_ip)), client_ip=client_ip)
-        return ChatSession.objects.create(user_id=user_id, metadata=metadata, client_key=client_key)
+        session = ChatSession.objects.create(
+            user_id=user_id, metadata=metadata, client_key=client_key
+        )
+    metrics.incr("sessions", event="created")
+    return session
 
 
 # pg_advisory_xact_lock key serialising session creation (count, then insert) on PostgreSQL;
@@ -134,6 +138,7 @@ def session_end(*, session_id: str) -> ChatSession:
             session.bot_paused = False
         session.save(update_fields=["status", "ended_at", "handoff_status", "bot_paused"])
         session_ended_on_commit(session.id)
+    metrics.incr("sessions", event="ended")
     # Archived by a task (retried with backoff), not inside this request: a slow or
     # unreachable archive store must not hold the client. Expiry archives what this missed.
     try:

@@ -91,9 +91,13 @@ def take_over(*, handoff_id: Any, agent: Any, may_reassign: bool = False) -> Han
         handoff.status = Handoff.Status.WITH_AGENT
         handoff.assignee = agent
         handoff.assigned_at = handoff.assigned_at or now
+        first_take = handoff.taken_at is None
         handoff.taken_at = handoff.taken_at or now
         handoff.updated_at = now
         handoff.save()
+        if first_take:
+            waited = (now - handoff.requested_at).total_seconds() * 1000
+            metrics.record_timing("handoff_wait", handoff.reason, latency_ms=waited)
         _mirror(session, handoff)
         name = display_name(agent)
         publish_handoff(session, handoff, notice=f"{name} joined the conversation.")

@@ -11,6 +11,7 @@ from chat.handoff_summary import summarise_handoff
 from chat.lifecycle import archive_session, expire_sessions
 from chat.memory import summarize_session
 from chat.models import ChatSession
+from supportbot import metrics
 
 log = structlog.get_logger("chat.tasks")
 
@@ -52,6 +53,12 @@ def archive_session_task(session_id: str, reason: str) -> str:
     except ChatSession.DoesNotExist:
         log.warning("archive_session_missing", session_id=session_id, reason=reason)
         return ""
+    except Exception:
+        # Retried with backoff (autoretry_for); each failed attempt is counted for the alerts.
+        metrics.incr(
+            "archive_failures", reason=reason if reason in ("ended", "expired") else "other"
+        )
+        raise
 
 
 @shared_task(name="chat.purge_pii_clear_text")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +12,7 @@ from chat.guards import Allowlist, ReplyGuard
 from chat.llm.base import Finish
 from chat.models import Message
 from chat.store import AnswerRecord, TurnStarted
+from supportbot import metrics
 from supportbot.ids import new_message_id
 
 
@@ -24,6 +26,8 @@ class Answer:
     citations: list[dict[str, str]] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced: bool = False  # a round's model has no price in MODEL_PRICES
     finish: Finish | None = None
     guard: ReplyGuard | None = None
 
@@ -67,6 +71,8 @@ class Turn:
     allowlist: Allowlist
     published: asyncio.Future[None]  # the user message's fan-out (the answer's goes after it)
     answer: Answer = field(default_factory=lambda: Answer(message_id=new_message_id()))
+    transport: str = "rest"  # rest, sse or ws: the label of its metrics
+    first_token: float | None = None  # perf_counter of the first text the customer got
 
     @property
     def request_id(self) -> str:
@@ -74,3 +80,31 @@ class Turn:
 
     def publish(self, message: Message) -> None:
         events.publish_soon(self.session_id, [message], origin=self.origin, after=self.published)
+
+    def measure(self, error_code: str) -> None:
+        """The turn's figures: latency and time to first token by transport, its outcome, whether
+        the answer cited a source, and what the customer spent (a usage row, never a label)."""
+        now = time.perf_counter()
+        first = self.first_token
+        answer = self.answer
+        finish = answer.finish
+        if error_code == "CLIENT_GONE":
+            # The customer left mid-answer: no failure of the service, and no latency to speak of.
+            metrics.incr("turns_abandoned", transport=self.transport)
+        else:
+            metrics.record_turn(
+                transport=self.transport,
+                ok=not error_code,
+                total_ms=(now - self.started) * 1000,
+                first_token_ms=(first - self.started) * 1000 if first is not None else None,
+                error_code=error_code,
+                sourced=bool(answer.citations),
+                fallback=bool(finish and finish.fallback_used),
+            )
+        if answer.prompt_tokens or answer.completion_tokens or not error_code:
+            metrics.record_usage(
+                user_id=self.start.session.user_id or "",
+                prompt_tokens=answer.prompt_tokens,
+                completion_tokens=answer.completion_tokens,
+                cost_usd=answer.cost_usd,
+            )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -64,6 +65,34 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if not raw:
         return list(default or [])
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_prices(
+    name: str, default: dict[str, tuple[float, float]]
+) -> dict[str, tuple[float, float]]:
+    """Read a price table, JSON ``{"model": [prompt, completion], ...}`` in USD per million
+    tokens; it replaces the default table (``{}`` prices nothing)."""
+    raw = env_str(name)
+    if not raw:
+        return dict(default)
+    try:
+        table = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be JSON, not {raw[:40]!r}") from exc
+    if not isinstance(table, dict):
+        raise ImproperlyConfigured(f"{name} must map model names to [prompt, completion]")
+    prices: dict[str, tuple[float, float]] = {}
+    for model, pair in table.items():
+        ok = isinstance(pair, list) and len(pair) == 2
+        ok = ok and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in pair
+        )
+        if not ok:
+            raise ImproperlyConfigured(
+                f"{name}: the price of {model!r} must be [prompt, completion], two numbers >= 0"
+            )
+        prices[str(model)] = (float(pair[0]), float(pair[1]))
+    return prices
 
 
 def load_settings_or_exit() -> None:

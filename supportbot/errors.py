@@ -6,6 +6,8 @@ import time
 from datetime import datetime
 from typing import Any
 
+from supportbot import metrics
+
 # HTTP status per error code (API.md: 400 validation, 401/403 access, 404 missing,
 # 409 conflict, 413 too large, 429 limits, 503 model down). NOT_FOUND and METHOD_NOT_ALLOWED are
 # additions for unknown routes and wrong methods, which API.md's list has no code for; a few
@@ -87,7 +89,8 @@ def ms(value: datetime | None) -> int | None:
 
 
 def error_body(error: ApiError, *, request_id: str, path: str, method: str) -> dict[str, Any]:
-    """The full HTTP error document of API.md."""
+    """The full HTTP error document of API.md (each one counted in the metrics by its code)."""
+    metrics.incr("errors", code=error.code, transport="http")
     return {
         "error": error.payload(),
         "requestId": request_id,

@@ -1,30 +1,43 @@
-"""Counters and latency histograms: Redis-backed when ``REDIS_URL`` is set, in-process otherwise.
+"""Counters, gauges and latency histograms that last, shared by every process.
 
-A leaf module: any app may import it, it imports nothing of ours. Every observation lands in the
-bucket of its wall-clock minute, as a flat map of ``kind|label|stat`` fields to numbers: with
-Redis one hash per minute (expiring after ``RETENTION_MINUTES``, so every process adds to and
-reads the same numbers), in memory one dict per minute. ``snapshot`` sums the buckets of a
-window. Latency is kept as counts per fixed bucket (``LATENCY_BUCKETS_MS``), from which the
-percentiles are interpolated: exact enough for p50/p95/p99 and cheap to add up across processes.
+A leaf of the kernel: any app may import it; it imports nothing of the apps. Every observation is
+a set of ``kind|label|stat`` fields added to the bucket of its wall-clock minute; where they are
+kept, and how every process's numbers meet, is ``supportbot.metrics_store``. Recording costs a
+lock and a few dict updates and never raises; reading sums buckets.
 
-Labels must come from bounded sets (route patterns, provider names, tool names, error codes),
-never user text: every distinct label is a field in every minute's hash. Recording never raises:
-a Redis failure is logged (at most once per ``_WARN_EVERY_SECONDS``) and the observation dropped,
-and Redis is left alone for ``_COOLDOWN_SECONDS`` so an outage costs requests no time.
+Latency is kept as counts per fixed bucket (``LATENCY_BUCKETS_MS``), from which percentiles are
+interpolated: exact enough for p50/p95/p99 and cheap to add up across processes and buckets.
+
+Labels must come from bounded sets (route patterns, provider and model names, tool names, error
+codes, PII kinds), never user text: every distinct label is a field of every bucket. What a
+customer spends is kept per ``userId`` as rows instead (``record_usage``).
 """
 
 from __future__ import annotations
 
 import bisect
-import threading
-import time
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import Any
 
-import redis
 import structlog
 from django.conf import settings
+
+from supportbot import metrics_store
+from supportbot.metrics_store import (
+    Batch,
+    Fields,
+    Usage,
+    backend_name,
+    breaker_states,
+    flush,
+    read_buckets,
+    read_totals,
+    register_breakers,
+    usage_rows,
+)
 
 log = structlog.get_logger("supportbot.metrics")
 
@@ -46,174 +59,39 @@ LATENCY_BUCKETS_MS: tuple[float, ...] = (
     30_000,
     60_000,
     120_000,
+    300_000,
+    900_000,
+    1_800_000,
+    3_600_000,
 )
-RETENTION_MINUTES = 120
-MAX_WINDOW_MINUTES = 60
-DEFAULT_PREFIX = "supportbot:metrics"
+MAX_WINDOW_MINUTES = 60 * 24
 UNMATCHED = "unmatched"  # the route label of a request no URL pattern resolved
 
 # HTTP methods outside this set (clients may send anything) share one label.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_REDIS_TIMEOUT_SECONDS = 0.5
-_COOLDOWN_SECONDS = 5.0
-_WARN_EVERY_SECONDS = 60.0
-_MAX_LABEL_CHARS = 200
+_MAX_LABEL_CHARS = 120
 
-Fields = dict[str, float]
-
-
-class _Store(Protocol):
-    backend: str
-
-    def add(self, fields: Mapping[str, float], totals: Mapping[str, float]) -> None: ...
-
-    def read(self, minutes: list[int]) -> tuple[list[Mapping[str, float]], Mapping[str, float]]: ...
-
-    def clear(self) -> None: ...
+__all__ = [
+    "Batch",
+    "Usage",
+    "backend_name",
+    "breaker_states",
+    "flush",
+    "read_buckets",
+    "read_totals",
+    "register_breakers",
+    "usage_rows",
+]
 
 
-class _MemoryStore:
-    """One process's numbers; a lock keeps increments from several threads exact."""
-
-    backend = "memory"
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._minutes: dict[int, defaultdict[str, float]] = {}
-        self._totals: defaultdict[str, float] = defaultdict(float)
-
-    def add(self, fields: Mapping[str, float], totals: Mapping[str, float]) -> None:
-        minute = _minute()
-        with self._lock:
-            bucket = self._minutes.get(minute)
-            if bucket is None:
-                bucket = self._minutes[minute] = defaultdict(float)
-                for old in [m for m in self._minutes if m <= minute - RETENTION_MINUTES]:
-                    del self._minutes[old]
-            for key, value in fields.items():
-                bucket[key] += value
-            for key, value in totals.items():
-                self._totals[key] += value
-
-    def read(self, minutes: list[int]) -> tuple[list[Mapping[str, float]], Mapping[str, float]]:
-        with self._lock:
-            buckets: list[Mapping[str, float]] = [
-                dict(self._minutes[m]) for m in minutes if m in self._minutes
-            ]
-            return buckets, dict(self._totals)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._minutes.clear()
-            self._totals.clear()
-
-
-class _RedisStore:
-    """Numbers shared by every process: ``{prefix}:{minute}`` hashes and a ``{prefix}:totals``."""
-
-    backend = "redis"
-
-    def __init__(self, url: str, prefix: str) -> None:
-        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
-        self._client = redis.Redis.from_url(
-            url,
-            socket_timeout=_REDIS_TIMEOUT_SECONDS,
-            socket_connect_timeout=_REDIS_TIMEOUT_SECONDS,
-            decode_responses=True,
-        )
-        self._prefix = prefix
-        self._skip_until = 0.0
-        self._warned_at = 0.0
-
-    def add(self, fields: Mapping[str, float], totals: Mapping[str, float]) -> None:
-        if time.monotonic() < self._skip_until:
-            return
-        key = f"{self._prefix}:{_minute()}"
-        try:
-            pipe = self._client.pipeline(transaction=False)
-            for field, value in fields.items():
-                if value:
-                    _hincr(pipe, key, field, value)
-            pipe.expire(key, RETENTION_MINUTES * 60)
-            for field, value in totals.items():
-                _hincr(pipe, f"{self._prefix}:totals", field, value)
-            pipe.execute()
-        except self._errors as exc:
-            self._failed("record", exc)
-
-    def read(self, minutes: list[int]) -> tuple[list[Mapping[str, float]], Mapping[str, float]]:
-        if time.monotonic() < self._skip_until:
-            return [], {}
-        try:
-            pipe = self._client.pipeline(transaction=False)
-            for minute in minutes:
-                pipe.hgetall(f"{self._prefix}:{minute}")
-            pipe.hgetall(f"{self._prefix}:totals")
-            *raw_buckets, raw_totals = pipe.execute()
-        except self._errors as exc:
-            self._failed("snapshot", exc)
-            return [], {}
-        return [_floats(b) for b in raw_buckets if b], _floats(raw_totals)
-
-    def clear(self) -> None:
-        try:
-            keys = list(self._client.scan_iter(match=f"{self._prefix}:*", count=500))
-            if keys:
-                self._client.delete(*keys)
-        except self._errors as exc:
-            self._failed("clear", exc)
-
-    def _failed(self, operation: str, exc: BaseException) -> None:
-        now = time.monotonic()
-        self._skip_until = now + _COOLDOWN_SECONDS
-        if now - self._warned_at >= _WARN_EVERY_SECONDS or not self._warned_at:
-            self._warned_at = now
-            # The class name only: a Redis error message may carry the URL with its password.
-            log.warning("metrics_redis_unavailable", operation=operation, error=type(exc).__name__)
-
-
-def _hincr(pipe: Any, key: str, field: str, value: float) -> None:
-    # A field keeps one type for life: HINCRBY fails on a field that once took a float.
-    if isinstance(value, int):
-        pipe.hincrby(key, field, value)
-    else:
-        pipe.hincrbyfloat(key, field, value)
-
-
-def _floats(raw: Mapping[str, str]) -> dict[str, float]:
-    return {key: float(value) for key, value in raw.items()}
-
-
-_store_lock = threading.Lock()
-_store_key: tuple[str, str] | None = None
-_store_obj: _Store | None = None
-
-
-def _store() -> _Store:
-    """The store for the current settings (re-made when a test overrides REDIS_URL or prefix)."""
-    global _store_key, _store_obj
-    key = (getattr(settings, "REDIS_URL", "") or "", _prefix())
-    store = _store_obj
-    if store is not None and key == _store_key:
-        return store
-    with _store_lock:
-        if _store_obj is None or key != _store_key:
-            _store_obj = _RedisStore(key[0], key[1]) if key[0] else _MemoryStore()
-            _store_key = key
-        return _store_obj
-
-
-def _prefix() -> str:
-    return getattr(settings, "METRICS_PREFIX", "") or DEFAULT_PREFIX
-
-
-def _minute(now: float | None = None) -> int:
-    return int((now if now is not None else time.time()) // 60)
+def _safe_add(fields: Fields) -> None:
+    metrics_store.add(fields)
 
 
 def _label(value: object) -> str:
-    # "|" separates the parts of a field name; keep labels from smuggling in another part.
-    return str(value).replace("|", "/")[:_MAX_LABEL_CHARS] or "-"
+    # "|" separates the parts of a field name, "," and "=" those of a counter's labels.
+    text = str(value).replace("|", "/").replace(",", ";").replace("=", ":")
+    return text[:_MAX_LABEL_CHARS] or "-"
 
 
 def _bucket_index(latency_ms: float) -> int:
@@ -230,11 +108,9 @@ def _timing(kind: str, label: str, *, ok: bool, latency_ms: float) -> Fields:
     }
 
 
-def _safe_add(fields: Fields, totals: Fields | None = None) -> None:
-    try:
-        _store().add(fields, totals or {})
-    except Exception as exc:  # metrics must never break the caller
-        log.warning("metrics_record_failed", error=type(exc).__name__)
+def _count_field(name: str, labels: Mapping[str, object]) -> str:
+    label_text = ",".join(f"{_label(k)}={_label(v)}" for k, v in sorted(labels.items()))
+    return f"count|{_label(name)}|{label_text}"
 
 
 # --- recording ---------------------------------------------------------------------------------
@@ -256,7 +132,24 @@ def record_request(*, route: str, method: str, status: int, latency_ms: float) -
     fields = _timing(
         "http", f"{method_label(method)} {_label(path)}", ok=status < 500, latency_ms=latency_ms
     )
-    _safe_add(fields, {"http|requests": 1})
+    _safe_add(fields)
+
+
+def model_price(model: str) -> tuple[float, float] | None:
+    """USD per million prompt and completion tokens of ``model`` (``MODEL_PRICES``), or None."""
+    prices: Mapping[str, Any] = getattr(settings, "MODEL_PRICES", {}) or {}
+    price = prices.get(model)
+    if price is None:
+        return None
+    return float(price[0]), float(price[1])
+
+
+def token_cost(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+    """The cost in USD of a call's tokens, or None when the model has no price."""
+    price = model_price(model)
+    if price is None:
+        return None
+    return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1_000_000
 
 
 def record_model_call(
@@ -267,26 +160,108 @@ def record_model_call(
     latency_ms: float,
     prompt_tokens: int,
     completion_tokens: int,
+    fallback: bool = False,
 ) -> None:
-    """Count one model call with its latency and token usage."""
+    """Count one model call with its latency, token usage and cost (``MODEL_PRICES``)."""
     label = f"{_label(provider)}:{_label(model)}"
     prompt, completion = max(0, int(prompt_tokens)), max(0, int(completion_tokens))
     fields = _timing("model", label, ok=ok, latency_ms=latency_ms)
     fields[f"model|{label}|pt"] = prompt
     fields[f"model|{label}|ct"] = completion
-    _safe_add(fields, {"tokens|prompt": prompt, "tokens|completion": completion})
+    fields["tokens|prompt|n"] = prompt
+    fields["tokens|completion|n"] = completion
+    cost = token_cost(model, prompt, completion)
+    if cost is not None:
+        fields[f"model|{label}|usd"] = cost
+        fields["tokens|cost|usd"] = cost
+    elif prompt or completion:
+        fields["tokens|unpriced|n"] = prompt + completion
+    if fallback:
+        fields[f"model|{label}|fb"] = 1
+    _safe_add(fields)
 
 
-def record_tool_call(*, tool: str, ok: bool, latency_ms: float) -> None:
-    """Count one tool execution with its latency."""
-    _safe_add(_timing("tool", _label(tool), ok=ok, latency_ms=latency_ms))
+def record_tool_call(*, tool: str, ok: bool, latency_ms: float, outcome: str = "") -> None:
+    """Count one tool execution with its latency and outcome (``ok``, ``failed``, ``refused``…)."""
+    fields = _timing("tool", _label(tool), ok=ok, latency_ms=latency_ms)
+    fields[
+        _count_field(
+            "tool_outcomes", {"tool": tool, "outcome": outcome or ("ok" if ok else "failed")}
+        )
+    ] = 1
+    _safe_add(fields)
 
 
-def incr(name: str, **labels: str) -> None:
-    """Add one to the counter ``name`` with the given (bounded) labels."""
+def record_turn(
+    *,
+    transport: str,
+    ok: bool,
+    total_ms: float,
+    first_token_ms: float | None,
+    error_code: str = "",
+    sourced: bool | None = None,
+    fallback: bool = False,
+) -> None:
+    """Count one turn of conversation: its total time, its time to first token, its outcome."""
+    label = _label(transport)
+    fields = _timing("turn", label, ok=ok, latency_ms=total_ms)
+    if first_token_ms is not None:
+        fields.update(_timing("ttft", label, ok=True, latency_ms=first_token_ms))
+    if not ok:
+        fields[_count_field("turn_errors", {"code": error_code or "INTERNAL_ERROR"})] = 1
+    if ok and sourced is not None:
+        fields[_count_field("answers", {"sourced": "yes" if sourced else "no"})] = 1
+    if ok and fallback:
+        fields[_count_field("answers", {"fallback": "yes"})] = 1
+    _safe_add(fields)
+
+
+def record_timing(kind: str, label: str, *, latency_ms: float, ok: bool = True) -> None:
+    """Count one timed event of another ``kind`` (``handoff_wait``…) with a bounded label."""
+    _safe_add(_timing(_label(kind), _label(label), ok=ok, latency_ms=latency_ms))
+
+
+def record_usage(
+    *,
+    user_id: str,
+    api_key: str = "",
+    prompt_tokens: int,
+    completion_tokens: int,
+    cost_usd: float,
+    turns: int = 1,
+) -> None:
+    """Add a turn's spend to what ``user_id`` (or the API key) spent today: a table row, never a
+    label. An anonymous session counts as user ``""``."""
+    try:
+        key = (datetime.now(tz=UTC).date(), str(user_id)[:128], str(api_key)[:64])
+        metrics_store.add_usage(
+            key,
+            Usage(
+                turns=turns,
+                prompt_tokens=max(0, int(prompt_tokens)),
+                completion_tokens=max(0, int(completion_tokens)),
+                cost_usd=max(0.0, float(cost_usd)),
+            ),
+        )
+    except Exception as exc:
+        log.warning("metrics_record_failed", error=type(exc).__name__)
+
+
+def incr(name: str, amount: int = 1, **labels: str) -> None:
+    """Add ``amount`` to the counter ``name`` with the given (bounded) labels."""
+    _safe_add({_count_field(name, labels): amount})
+
+
+def gauge(name: str, value: float, **labels: str) -> None:
+    """Sample a gauge (active sessions…): each bucket keeps the sum and the number of samples,
+    so a bucket reads as the mean of its samples, also summed over processes' samples."""
     label_text = ",".join(f"{_label(k)}={_label(v)}" for k, v in sorted(labels.items()))
-    field = f"count|{_label(name)}|{label_text}"
-    _safe_add({field: 1}, {field: 1})
+    _safe_add(
+        {
+            f"gauge|{_label(name)}|{label_text}|sum": float(value),
+            f"gauge|{_label(name)}|{label_text}|n": 1,
+        }
+    )
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -310,9 +285,15 @@ def percentile(buckets: list[float], q: float) -> float:
     return float(LATENCY_BUCKETS_MS[-1])
 
 
-def _timing_summary(stats: Mapping[str, float]) -> dict[str, Any]:
+def histogram(stats: Mapping[str, float]) -> list[float]:
+    """The bucket counts of one timed label's stats (``b0`` … ``bN``)."""
+    return [stats.get(f"b{i}", 0.0) for i in range(len(LATENCY_BUCKETS_MS) + 1)]
+
+
+def timing_summary(stats: Mapping[str, float]) -> dict[str, Any]:
+    """Count, errors, mean and p50/p95/p99 of one timed label's stats."""
     count = int(stats.get("n", 0))
-    buckets = [stats.get(f"b{i}", 0.0) for i in range(len(LATENCY_BUCKETS_MS) + 1)]
+    buckets = histogram(stats)
     return {
         "count": count,
         "errors": int(stats.get("err", 0)),
@@ -323,71 +304,148 @@ def _timing_summary(stats: Mapping[str, float]) -> dict[str, Any]:
     }
 
 
-def _group(fields: Mapping[str, float], kind: str) -> dict[str, dict[str, float]]:
+class Indexed(dict[str, float]):
+    """Fields that index themselves, once, by kind and label: readers that ask many questions
+    of the same bucket (a dashboard's 168 points, each asked by several charts) scan it once.
+    Read-only once indexed."""
+
+    _kinds: dict[str, dict[str, dict[str, float]]] | None = None
+
+    def kinds(self) -> dict[str, dict[str, dict[str, float]]]:
+        if self._kinds is None:
+            kinds: dict[str, dict[str, dict[str, float]]] = {}
+            for name, value in self.items():
+                kind, _, rest = name.partition("|")
+                if kind == "count":  # count|name|labels: by counter, then by its label text
+                    counter, _, label = rest.partition("|")
+                    kinds.setdefault("count", {}).setdefault(counter, {})[label] = value
+                else:  # kind|label|stat
+                    label, _, stat = rest.rpartition("|")
+                    kinds.setdefault(kind, {}).setdefault(label, {})[stat] = value
+            self._kinds = kinds
+        return self._kinds
+
+
+def indexed(fields: Mapping[str, float]) -> Indexed:
+    """``fields`` as an ``Indexed`` (itself when it already is one)."""
+    return fields if isinstance(fields, Indexed) else Indexed(fields)
+
+
+def group(fields: Mapping[str, float], kind: str) -> dict[str, dict[str, float]]:
+    """``{label: {stat: value}}`` of the fields of one ``kind`` (``http``, ``model``, ``turn``…)."""
+    if isinstance(fields, Indexed):
+        return fields.kinds().get(kind, {})
     grouped: dict[str, dict[str, float]] = defaultdict(dict)
     start = f"{kind}|"
-    for field, value in fields.items():
-        if field.startswith(start):
-            _, label, stat = field.split("|", 2)
+    for name, value in fields.items():
+        if name.startswith(start):
+            _, label, stat = name.split("|", 2)
             grouped[label][stat] = value
-    return grouped
+    return dict(grouped)
 
 
-def _counters(fields: Mapping[str, float]) -> dict[str, dict[str, int]]:
+def merged_timing(fields: Mapping[str, float], kind: str) -> dict[str, float]:
+    """The stats of every label of ``kind`` added together (all transports' turns…)."""
+    return sum_fields(group(fields, kind).values())
+
+
+@functools.lru_cache(maxsize=4096)
+def _labels(label_text: str) -> tuple[tuple[str, str], ...]:
+    pairs = (part.split("=", 1) for part in label_text.split(",") if "=" in part)
+    return tuple((key, value) for key, value in pairs)
+
+
+def parse_labels(label_text: str) -> dict[str, str]:
+    """``{"code": "X"}`` from a counter's ``code=X`` label text."""
+    return dict(_labels(label_text))
+
+
+def _counter_fields(fields: Mapping[str, float]) -> dict[str, dict[str, float]]:
+    if isinstance(fields, Indexed):
+        return fields.kinds().get("count", {})
+    found: dict[str, dict[str, float]] = defaultdict(dict)
+    for name, value in fields.items():
+        if name.startswith("count|"):
+            _, counter, label_text = name.split("|", 2)
+            found[counter][label_text] = value
+    return found
+
+
+def counters(fields: Mapping[str, float]) -> dict[str, dict[str, int]]:
     """``{name: {"label=value,...": count}}`` from ``count|...`` fields."""
-    counters: dict[str, dict[str, int]] = defaultdict(dict)
-    for field, value in fields.items():
-        if field.startswith("count|"):
-            _, name, label_text = field.split("|", 2)
-            counters[name][label_text] = int(value)
-    return dict(counters)
+    return {
+        name: {text: int(value) for text, value in series.items()}
+        for name, series in _counter_fields(fields).items()
+    }
 
 
-def _sum(buckets: Iterable[Mapping[str, float]]) -> dict[str, float]:
+def counter_total(fields: Mapping[str, float], name: str, **labels: str) -> int:
+    """The sum of counter ``name`` over every label set that includes ``labels``."""
+    wanted = labels.items()
+    total = 0.0
+    for label_text, value in _counter_fields(fields).get(name, {}).items():
+        have = dict(_labels(label_text))
+        if all(have.get(k) == v for k, v in wanted):
+            total += value
+    return int(total)
+
+
+def gauge_mean(fields: Mapping[str, float], name: str, label_text: str = "") -> float | None:
+    """The mean of gauge ``name``'s samples in these fields, None when it has none."""
+    samples = fields.get(f"gauge|{name}|{label_text}|n", 0.0)
+    if not samples:
+        return None
+    return fields.get(f"gauge|{name}|{label_text}|sum", 0.0) / samples
+
+
+def sum_fields(buckets: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    """Buckets added together, field by field."""
     merged: defaultdict[str, float] = defaultdict(float)
     for bucket in buckets:
         for key, value in bucket.items():
             merged[key] += value
-    return merged
+    return dict(merged)
 
 
 def snapshot(window_minutes: int = 5) -> dict[str, Any]:
     """Sums over the last ``window_minutes`` minute buckets (the current one included).
 
     Rates divide by the whole window, so right after a start they read low until the window
-    fills: the honest figure for "per minute over the last N minutes".
+    fills: the honest figure for "per minute over the last N minutes". A store that cannot be
+    read gives zeros and ``available: False``, never an error.
     """
     window = max(1, min(int(window_minutes), MAX_WINDOW_MINUTES))
-    current = _minute()
-    store = _store()
+    current = metrics_store.minute()
+    available = True
     try:
-        buckets, totals = store.read([current - offset for offset in range(window)])
+        buckets = read_buckets("m", [current - offset for offset in range(window)])
+        totals = read_totals()
     except Exception as exc:  # a dashboard renders even without metrics
         log.warning("metrics_snapshot_failed", error=type(exc).__name__)
-        buckets, totals = [], {}
-    fields = _sum(buckets)
+        buckets, totals, available = {}, {}, False
+    fields = sum_fields(buckets.values())
 
-    routes = {label: _timing_summary(s) for label, s in sorted(_group(fields, "http").items())}
+    routes = {label: timing_summary(s) for label, s in sorted(group(fields, "http").items())}
     requests = sum(r["count"] for r in routes.values())
     errors = sum(r["errors"] for r in routes.values())
-    latency_sum = sum(s.get("ms", 0.0) for s in _group(fields, "http").values())
+    latency_sum = sum(s.get("ms", 0.0) for s in group(fields, "http").values())
 
     models: dict[str, dict[str, Any]] = {}
-    prompt = completion = 0
-    for label, stats in sorted(_group(fields, "model").items()):
-        summary = _timing_summary(stats)
+    for label, stats in sorted(group(fields, "model").items()):
+        summary = timing_summary(stats)
         summary["promptTokens"] = int(stats.get("pt", 0))
         summary["completionTokens"] = int(stats.get("ct", 0))
-        prompt += summary["promptTokens"]
-        completion += summary["completionTokens"]
+        summary["costUsd"] = round(stats.get("usd", 0.0), 6)
+        summary["fallbacks"] = int(stats.get("fb", 0))
         models[label] = summary
 
-    counters = _counters(fields)
-
-    total_prompt = int(totals.get("tokens|prompt", 0))
-    total_completion = int(totals.get("tokens|completion", 0))
+    prompt = int(fields.get("tokens|prompt|n", 0))
+    completion = int(fields.get("tokens|completion|n", 0))
+    total_prompt = int(totals.get("tokens|prompt|n", 0))
+    total_completion = int(totals.get("tokens|completion|n", 0))
     return {
-        "backend": store.backend,
+        "backend": backend_name(),
+        "available": available,
         "windowMinutes": window,
         "requests": requests,
         "requestsPerMinute": round(requests / window, 2),
@@ -399,15 +457,17 @@ def snapshot(window_minutes: int = 5) -> dict[str, Any]:
             "total": prompt + completion,
             "totalSinceStart": total_prompt + total_completion,
         },
+        "turns": timing_summary(merged_timing(fields, "turn")),
+        "firstToken": timing_summary(merged_timing(fields, "ttft")),
         "routes": routes,
         "models": models,
-        "tools": {label: _timing_summary(s) for label, s in sorted(_group(fields, "tool").items())},
-        "counters": counters,
-        "countersSinceStart": _counters(totals),
-        "requestsSinceStart": int(totals.get("http|requests", 0)),
+        "tools": {label: timing_summary(s) for label, s in sorted(group(fields, "tool").items())},
+        "counters": counters(fields),
+        "countersSinceStart": counters(totals),
+        "requestsSinceStart": int(sum(s.get("n", 0) for s in group(totals, "http").values())),
     }
 
 
 def reset() -> None:
-    """Forget every number of the current store (tests; a staff "reset counters" action)."""
-    _store().clear()
+    """Forget every number of the current store and this process's buffer (tests)."""
+    metrics_store.clear()

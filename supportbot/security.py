@@ -57,8 +57,31 @@ def security_event(
         request_id=event["requestId"],
         session_id=event["sessionId"],
     )
-    metrics.incr(f"security_{kind}")
+    _count(kind, fields)
     _remember(event)
+
+
+# What each kind of event counts as among the guards' outcomes on the dashboard.
+_OUTCOMES = {
+    "rate_limited": "rate_limited",
+    "content_blocked": "blocked",
+    "reply_blocked": "blocked",
+    "content_flagged": "flagged",
+    "pii_redacted": "redacted",
+}
+
+
+def _count(kind: str, fields: dict[str, Any]) -> None:
+    """One guard outcome per event; a redaction once per kind of PII it found (bounded labels:
+    the event kinds, the rate limits' names, the PII detectors' kinds)."""
+    outcome = _OUTCOMES.get(kind, kind)
+    if kind == "pii_redacted":
+        for pii in fields.get("kinds") or ["unknown"]:
+            metrics.incr("guard", outcome=outcome, detail=str(pii))
+    elif kind == "rate_limited":
+        metrics.incr("guard", outcome=outcome, detail=str(fields.get("limit", "")))
+    else:
+        metrics.incr("guard", outcome=outcome, detail=kind)
 
 
 def _redis() -> Any:

@@ -19,7 +19,14 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 from dotenv import load_dotenv
 
-from supportbot.env import env_bool, env_float, env_int, env_list, env_str
+from supportbot.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_prices,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(BASE_DIR / ".env", override=False)
@@ -82,6 +89,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "corsheaders",
     "ninja",
+    "supportbot",
     "tools",
     "chat",
     "ops",
@@ -492,6 +500,27 @@ if not CELERY_BROKER_URL.startswith("filesystem://"):
         CELERY_LONGEST_COUNTDOWN_SECONDS + WORKFLOW_TIME_LIMIT_SECONDS + 300
     )
 
+# --- metrics ------------------------------------------------------------------------------
+
+# supportbot.metrics: each process flushes its numbers to the shared store (Redis with REDIS_URL,
+# else the database) every METRICS_FLUSH_SECONDS; minutes are kept a day, hours this many days.
+METRICS_FLUSH_SECONDS = env_float("METRICS_FLUSH_SECONDS", 2.0, minimum=0.0)
+METRICS_RETENTION_DAYS = env_float("METRICS_RETENTION_DAYS", 35.0, minimum=1.0)
+# The Redis key prefix of the shared metrics (several deployments may share one Redis).
+METRICS_PREFIX = env_str("METRICS_PREFIX", "supportbot:metrics")
+# USD per million prompt and completion tokens, by model name as the provider reports it (JSON in
+# MODEL_PRICES replaces this table). List prices change: set your own. A model missing here is
+# counted as "unpriced" tokens, never as free.
+MODEL_PRICES = env_prices(
+    "MODEL_PRICES",
+    {
+        "gpt-4o-mini": (0.15, 0.60),
+        "gpt-4o": (2.50, 10.00),
+        "gpt-4.1-mini": (0.40, 1.60),
+        "gpt-4.1": (2.00, 8.00),
+        "offline-assistant": (0.0, 0.0),
+    },
+)
 # --- logging ----------------------------------------------------------------------------------
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

@@ -50,6 +50,16 @@ def redis_url() -> str:
     return url
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _metrics_flushed_by_readers():
+    """No flusher thread in the test process: a reader flushes this process's numbers itself,
+    in its own thread and transaction (servers that tests start flush on their own)."""
+    from django.conf import settings
+
+    settings.METRICS_FLUSH_SECONDS = 0
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _celery_eager():
     """Tasks run in-process during tests (a worker is exercised by its own tests)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.apps import AppConfig
 from django.db.models.signals import post_save
 
+from supportbot import metrics
 from tools.registry import registry
 
 
@@ -24,6 +25,12 @@ class ToolsConfig(AppConfig):
         register_builtin(registry)
         register_workflow(COMPLEX_QUERY)
         register_workflow(TOOL_CHAIN)
+        metrics.register_breakers(_tool_breakers)
         # tools.tasks is loaded in every process, not only in workers: the engine queues its
         # task by name, which runs the registered task (eagerly where Celery is told to).
         post_save.connect(tasks.embed_on_commit, sender="tools.Article", dispatch_uid="tools.embed")
+
+
+def _tool_breakers() -> list[dict[str, object]]:
+    """The tools' breakers, as the shared metrics report them."""
+    return [{**snap, "kind": "tool"} for snap in registry.breaker_states()]

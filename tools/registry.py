@@ -274,8 +274,10 @@ class ToolRegistry:
         attempts = 0
         failure: ToolFailure | None = None
         result: ToolResult | None = None
+        outcome = "ok"
         try:
             if not breaker.allow():
+                outcome = "unavailable"  # its breaker is open: not even tried
                 failure = ToolFailure(
                     f"{tool.name} is temporarily unavailable; try again later.", permanent=True
                 )
@@ -290,7 +292,12 @@ class ToolRegistry:
             raise
         finally:
             elapsed = (time.perf_counter() - started) * 1000
-            metrics.record_tool_call(tool=tool.name, ok=failure is None, latency_ms=elapsed)
+            if failure is not None and outcome == "ok":
+                # A fault of the tool, or a refusal that is an answer ("no such ticket").
+                outcome = "failed" if failure.fault else "declined"
+            metrics.record_tool_call(
+                tool=tool.name, ok=failure is None, latency_ms=elapsed, outcome=outcome
+            )
         return result, attempts, failure, elapsed
 
     async def _attempts(

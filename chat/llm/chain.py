@@ -227,6 +227,19 @@ def get_chain() -> ModelChain:
         return _chain
 
 
+def built_breaker_states() -> list[dict[str, Any]]:
+    """The breakers of this process's chain as the shared metrics report them (``kind`` llm,
+    with the link's model), or none when no chain was built here: a process that never answers
+    (a beat, a worker without model calls) does not speak for the models."""
+    chain = _chain
+    if chain is None:
+        return []
+    return [
+        {**link.breaker.snapshot(), "kind": "llm", "model": link.provider.model}
+        for link in chain.links
+    ]
+
+
 async def close_loop_clients() -> None:
     """Close the model clients opened on the running loop: a sync caller (a Celery task through
     ``async_to_sync``) calls this before its short-lived loop closes."""

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -58,8 +59,13 @@ def redis_layer_at(settings, url: str) -> None:
 
 
 def fanout_errors() -> int:
-    counters = metrics.snapshot(window_minutes=1)["countersSinceStart"]
-    return sum(counters.get("fanout_errors", {}).values())
+    # The shared metrics are read from the database here: on a thread, as any async caller must.
+    def count() -> int:
+        counters = metrics.snapshot(window_minutes=1)["countersSinceStart"]
+        return sum(counters.get("fanout_errors", {}).values())
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(count).result()
 
 
 def stored_statuses(session_id: str) -> list[tuple[str, str]]:

@@ -9,8 +9,8 @@ from supportbot import metrics
 
 
 @pytest.fixture
-def memory_metrics(settings) -> Iterator[None]:
-    """In-process metrics, empty at the start of the test."""
+def memory_metrics(settings, db) -> Iterator[None]:
+    """Metrics in the database store (no Redis), empty at the start of the test."""
     settings.REDIS_URL = ""
     metrics.reset()
     yield

@@ -81,13 +81,16 @@ def _assert_sample(snap: dict) -> None:
     assert snap["models"]["fallback:m2"]["errors"] == 1
     tool = snap["tools"]["kb.search"]
     assert (tool["count"], tool["errors"], tool["averageMs"]) == (1, 0, 12.5)
-    assert snap["counters"] == {"ws.close": {"code=1000": 2, "code=4401": 1}}
+    assert snap["counters"] == {
+        "ws.close": {"code=1000": 2, "code=4401": 1},
+        "tool_outcomes": {"outcome=ok,tool=kb.search": 1},
+    }
 
 
-def test_snapshot_numbers_in_memory(memory_metrics):
+def test_snapshot_numbers_in_the_database(memory_metrics):
     _record_sample()
     snap = metrics.snapshot()
-    assert snap["backend"] == "memory"
+    assert snap["backend"] == "database"
     _assert_sample(snap)
 
 

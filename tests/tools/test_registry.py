@@ -239,6 +239,7 @@ async def test_refusals_do_not_open_the_breaker() -> None:
         assert registry.breaker("test.flaky").state == "closed"
 
 
+@pytest.mark.django_db(transaction=True)  # the metrics are in the database without Redis
 async def test_every_execution_is_counted_per_tool() -> None:
     await run(Flaky(), {"text": "hi"})
     await run(Flaky(failures=5, permanent=True), {"text": "hi"})
