@@ -17,6 +17,7 @@ BENCHES = [
     "bench.content_bench",
     "bench.guard_bench",
     "bench.body_bench",
+    "bench.health_bench",
 ]
 
 

@@ -7,9 +7,13 @@ never a traceback. The overall verdict: ``unhealthy`` when the database is down 
 without it), ``degraded`` when anything else is down or degraded (the chat still works: the
 offline assistant answers without a model, a turn runs without a Celery worker), else ``healthy``.
 
-Blocking checks (database, cache, storage, worker ping) run on a small dedicated thread pool, so
-a hung backend ties up at most these threads, never the event loop or the thread that Django's
-``sync_to_async`` shares with every request; the caller stops waiting after ``CHECK_TIMEOUT``.
+Blocking checks (database, cache, storage, rate-limit store) run on a small dedicated thread
+pool, so a hung backend ties up at most these threads, never the event loop or the thread that
+Django's ``sync_to_async`` shares with every request; the caller stops waiting after
+``CHECK_TIMEOUT``. The two slow probes, the Celery worker ping and the model endpoints, are never
+run by a request: a ``Refresher`` thread per probe (``ops.refresher``) runs it every period, and
+a request reads its last answer, reported with its age (``ageSeconds``), or "degraded" with
+"checking…" before the first one: no request waits, not even the first.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import inspect
+import os
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -37,6 +43,7 @@ from django.utils import timezone
 
 from chat.llm.chain import get_chain
 from chat.models import ChatSession
+from ops.refresher import HUNG_GRACE_SECONDS, Answer, Refresher
 from ops.scheduler import lease_state
 from supportbot import metrics, ratelimit
 from supportbot.errors import now_ms
@@ -49,11 +56,31 @@ Overall = Literal["healthy", "degraded", "unhealthy"]
 CHECK_TIMEOUT = 3.0  # seconds per check; a load balancer's own probe timeout is usually 5 s
 # How long a ping waits for a pong: a filesystem-broker worker answers after about a second.
 WORKER_PING_TIMEOUT = 1.5
+# How often the worker is pinged (``settings.HEALTH_WORKER_CACHE_SECONDS`` overrides it): a
+# worker's liveness is not a sub-second matter.
 WORKER_CACHE_SECONDS = 10.0
 _STARTED = time.monotonic()
-# Enough threads for every blocking check of two overlapping probes; a backend that hangs holds
-# its thread until the driver's own timeout fires, and later probes then time out, not pile up.
-_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="health")
+
+
+def _new_pool() -> ThreadPoolExecutor:
+    # Enough threads for every blocking check of two overlapping probes; a backend that hangs
+    # holds its thread until the driver's own timeout fires, and later probes then time out, not
+    # pile up.
+    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="health")
+
+
+_pool_of: tuple[int, ThreadPoolExecutor] = (os.getpid(), _new_pool())
+
+
+def _pool() -> ThreadPoolExecutor:
+    """This process's check threads. A forked child inherits the executor but none of its
+    threads, and would queue checks that no thread runs: it gets an executor of its own."""
+    global _pool_of
+    pid, pool = _pool_of
+    if pid != os.getpid():
+        pool = _new_pool()
+        _pool_of = (os.getpid(), pool)
+    return pool
 
 
 @dataclass(frozen=True)
@@ -61,12 +88,19 @@ class ComponentHealth:
     status: Status
     latency_ms: float = 0.0
     detail: str | None = None
+    # Seconds since a background probe gave this answer (None: checked by this request).
+    age_s: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"status": self.status, "latencyMs": round(self.latency_ms, 2)}
         if self.detail:
             body["detail"] = self.detail
+        if self.age_s is not None:
+            body["ageSeconds"] = round(self.age_s, 3)
         return body
+
+
+CHECKING = "checking…"
 
 
 # --- the checks: each returns (status, detail); the runner adds timing and timeouts ---------------
@@ -125,32 +159,33 @@ def check_storage() -> CheckResult:
     return ("up", None) if data == b"ok" else ("down", "probe not read back")
 
 
-_worker_answer: tuple[float, CheckResult] | None = None
+def check_rate_limits() -> CheckResult:
+    """Whether the rate-limit store answers (``supportbot.ratelimit``'s storage, a real ping).
 
-
-def check_worker() -> CheckResult:
-    """Whether a Celery worker answers a ping. No answer is ``degraded``: the chat works without.
-
-    The answer is kept for WORKER_CACHE_SECONDS: a ping costs up to WORKER_PING_TIMEOUT (the
-    filesystem broker polls once a second) and a worker's liveness is not a sub-second matter.
+    An unreachable Redis only degrades: the limiter then admits every request (or, with
+    ``RATE_LIMIT_FAIL_CLOSED``, refuses every API request), and the detail says which.
     """
-    global _worker_answer
-    cached = _worker_answer
-    if cached is not None and time.monotonic() - cached[0] < WORKER_CACHE_SECONDS:
-        return cached[1]
-    # current_app is the supportbot app in every thread: loading supportbot (supportbot/__init__.py)
-    # creates it, and Celery's Django fix-up makes it the default app (ops imports no wiring).
-    # limit=1: return on the first pong instead of waiting out the timeout for more workers.
-    replies = current_app.control.ping(timeout=WORKER_PING_TIMEOUT, limit=1)
-    result: CheckResult = ("up", None) if replies else ("degraded", "no worker answered")
-    _worker_answer = (time.monotonic(), result)
-    return result
+    if not ratelimit.enabled():
+        return "disabled", "RATE_LIMITS_ENABLED is off"
+    store = ratelimit.backend()
+    if not store.url:
+        return "up", "in-memory (this process only)"
+    # limits' check() is a PING under the storage's own short timeouts, False on any error;
+    # the limiter's breaker is left alone (a probe must not change how requests are limited).
+    if store.storage.check():
+        return "up", None
+    if settings.RATE_LIMIT_FAIL_CLOSED:
+        return "degraded", "redis unreachable: API requests are refused (fails closed)"
+    return "degraded", "redis unreachable: requests are admitted unlimited (fails open)"
 
 
 def check_beat() -> CheckResult:
     """Whether a Celery beat holds its lease (``ops.scheduler``): without one, sessions do not
     expire and PII review copies outlive their retention, so its absence degrades."""
-    state = lease_state()
+    try:
+        state = lease_state()
+    finally:
+        connections["default"].close()  # this health thread's connection, back to the pool
     if state is None:
         return "degraded", "no beat has run"
     if not state.live:
@@ -159,28 +194,74 @@ def check_beat() -> CheckResult:
     return "up", None
 
 
-# --- the model chain, cached -------------------------------------------------------------------
+# --- probes refreshed in the background --------------------------------------------------------
 
 
-@dataclass
+def _unanswered(
+    refresher: Refresher[Any], answer: Answer[Any] | None, running: float
+) -> ComponentHealth | None:
+    """What a request reports instead of a background answer: degraded while the probe hangs,
+    or before the first answer (never "up" unseen); None when the answer stands."""
+    if running > refresher.timeout + HUNG_GRACE_SECONDS:
+        age = answer.age() if answer is not None else None
+        return ComponentHealth("degraded", running * 1000, f"no answer for {running:.0f} s", age)
+    if answer is None:
+        return ComponentHealth("degraded", 0.0, CHECKING)
+    return None
+
+
+def _ping_worker() -> CheckResult:
+    # current_app is the supportbot app in every thread: loading supportbot (supportbot/__init__.py)
+    # creates it, and Celery's Django fix-up makes it the default app (ops imports no wiring).
+    # limit=1: return on the first pong instead of waiting out the timeout for more workers.
+    try:
+        replies = current_app.control.ping(timeout=WORKER_PING_TIMEOUT, limit=1)
+    except Exception as exc:  # a broken broker is an answer ("check failed"), not an error
+        log.warning("worker_ping_failed", error=type(exc).__name__)
+        return "degraded", f"check failed: {type(exc).__name__}"
+    return ("up", None) if replies else ("degraded", "no worker answered")
+
+
+def _worker_period() -> float:
+    return float(getattr(settings, "HEALTH_WORKER_CACHE_SECONDS", WORKER_CACHE_SECONDS))
+
+
+_worker = Refresher[CheckResult](
+    "worker", probe=_ping_worker, period=_worker_period, timeout=WORKER_PING_TIMEOUT
+)
+
+
+async def check_worker() -> ComponentHealth:
+    """Whether a Celery worker answers a ping (pinged every WORKER_CACHE_SECONDS in the
+    background). No answer is ``degraded``: the chat works without a worker."""
+    answer, running = _worker.read()
+    pending = _unanswered(_worker, answer, running)
+    if pending is not None:
+        return pending
+    assert answer is not None  # _unanswered reports a missing answer
+    status, detail = answer.value
+    return ComponentHealth(status, answer.latency_ms, detail, answer.age())
+
+
+# --- the model chain, probed in the background --------------------------------------------------
+
+
+@dataclass(frozen=True)
 class _ModelProbe:
     key: tuple[Any, ...]
-    at: float
     results: dict[str, bool]
 
 
-_model_probe: _ModelProbe | None = None
-_model_lock: asyncio.Lock | None = None
-_model_lock_loop: asyncio.AbstractEventLoop | None = None
+@dataclass(frozen=True)
+class _ModelTarget:
+    """The chain the last health request saw: the refresher probes its links."""
+
+    key: tuple[Any, ...]
+    links: list[Any] = field(hash=False)
 
 
-def _lock() -> asyncio.Lock:
-    # asyncio locks belong to one event loop; tests (and daphne restarts) bring new loops.
-    global _model_lock, _model_lock_loop
-    loop = asyncio.get_running_loop()
-    if _model_lock is None or _model_lock_loop is not loop:
-        _model_lock, _model_lock_loop = asyncio.Lock(), loop
-    return _model_lock
+_model_target: _ModelTarget | None = None
+_probe_loop = threading.local()  # the refresher thread's own event loop
 
 
 def _chain_key(links: list[Any]) -> tuple[Any, ...]:
@@ -196,20 +277,32 @@ def _chain_key(links: list[Any]) -> tuple[Any, ...]:
     )
 
 
-async def _probe_links(links: list[Any]) -> dict[str, bool]:
-    """``check()`` of each non-offline link, at most once per HEALTH_MODEL_CACHE_SECONDS."""
-    global _model_probe
-    key = _chain_key(links)
-    ttl = float(settings.HEALTH_MODEL_CACHE_SECONDS)
-    async with _lock():  # concurrent probes wait for one check instead of each making their own
-        cached = _model_probe
-        if cached is not None and cached.key == key and time.monotonic() - cached.at < ttl:
-            return cached.results
-        remote = [link for link in links if link.provider.name != "offline"]
-        answers = await asyncio.gather(*(_link_check(link) for link in remote))
-        results = {link.provider.name: ok for link, ok in zip(remote, answers, strict=True)}
-        _model_probe = _ModelProbe(key=key, at=time.monotonic(), results=results)
-        return results
+def _probe_model() -> _ModelProbe:
+    """``check()`` of each non-offline link of the target chain, on the refresher's own loop."""
+    target = _model_target
+    if target is None:  # forgotten since the refresher looked: an answer about nothing
+        return _ModelProbe(key=(), results={})
+    loop = getattr(_probe_loop, "loop", None)
+    if loop is None:
+        loop = _probe_loop.loop = asyncio.new_event_loop()
+    previous: list[Any] = getattr(_probe_loop, "links", [])
+    _probe_loop.links = target.links
+    return loop.run_until_complete(_probe_links(target, previous))
+
+
+async def _probe_links(target: _ModelTarget, previous: list[Any]) -> _ModelProbe:
+    # The providers of a replaced chain keep a client for this loop (one per loop): close it.
+    kept = {id(link.provider) for link in target.links}
+    for link in previous:
+        if id(link.provider) not in kept:
+            try:
+                await link.provider.aclose()
+            except Exception as exc:  # a client that will not close is garbage all the same
+                log.warning("model_client_close_failed", error=type(exc).__name__)
+    remote = [link for link in target.links if link.provider.name != "offline"]
+    answers = await asyncio.gather(*(_link_check(link) for link in remote))
+    results = {link.provider.name: ok for link, ok in zip(remote, answers, strict=True)}
+    return _ModelProbe(key=target.key, results=results)
 
 
 async def _link_check(link: Any) -> bool:
@@ -220,15 +313,52 @@ async def _link_check(link: Any) -> bool:
         return False
 
 
-async def check_model() -> CheckResult:
-    """Reachability of the configured model links (cached) and the state of their breakers."""
+def _model_period() -> float:
+    return float(settings.HEALTH_MODEL_CACHE_SECONDS)
+
+
+def _about_target(probe: _ModelProbe) -> bool:
+    target = _model_target
+    return target is not None and probe.key == target.key
+
+
+_model = Refresher[_ModelProbe](
+    "model",
+    probe=_probe_model,
+    period=_model_period,
+    timeout=CHECK_TIMEOUT - 0.5,
+    current=_about_target,
+    ready=lambda: _model_target is not None,
+)
+
+
+def forget_answers() -> None:
+    """Forget every background answer and the chain to probe (tests; they start from none)."""
+    global _model_target
+    _model_target = None
+    _model.forget()
+    _worker.forget()
+
+
+async def check_model() -> ComponentHealth | CheckResult:
+    """Reachability of the configured model links (probed every HEALTH_MODEL_CACHE_SECONDS in
+    the background) and the state of their breakers (read now)."""
+    global _model_target
     links = list(get_chain().links)
     if not links:
         return "down", "no model and no offline assistant"
     remote = [link for link in links if link.provider.name != "offline"]
     if not remote:
         return "up", "offline assistant"
-    reachable = await _probe_links(links)
+    key = _chain_key(links)
+    if _model_target is None or _model_target.key != key:
+        _model_target = _ModelTarget(key=key, links=links)  # read() below wakes the refresher
+    answer, running = _model.read()
+    pending = _unanswered(_model, answer, running)
+    if pending is not None:
+        return pending
+    assert answer is not None  # _unanswered reports a missing answer
+    reachable = answer.value.results
     problems: list[str] = []
     for link in remote:
         name = link.provider.name
@@ -238,19 +368,21 @@ async def check_model() -> CheckResult:
         elif state != "closed":
             problems.append(f"{name} breaker {state}")
     if not problems:
-        return "up", ", ".join(f"{link.provider.name}: {link.provider.model}" for link in remote)
+        detail = ", ".join(f"{link.provider.name}: {link.provider.model}" for link in remote)
+        return ComponentHealth("up", answer.latency_ms, detail, answer.age())
     if all(not reachable.get(link.provider.name, False) for link in remote):
         # Every real model is gone. Not "unhealthy": the rest of the service (sessions, history,
         # tickets, and the offline assistant where it ends the chain) still works.
         if len(remote) < len(links):
             problems.append("answering with the offline assistant")
-        return "down", "; ".join(problems)
-    return "degraded", "; ".join(problems)
+        return ComponentHealth("down", answer.latency_ms, "; ".join(problems), answer.age())
+    return ComponentHealth("degraded", answer.latency_ms, "; ".join(problems), answer.age())
 
 
 # --- running them ------------------------------------------------------------------------------
 
-_CHECKS: dict[str, Callable[[], CheckResult] | Callable[[], Awaitable[CheckResult]]] = {
+Outcome = CheckResult | ComponentHealth
+_CHECKS: dict[str, Callable[[], Outcome] | Callable[[], Awaitable[Outcome]]] = {
     "database": check_database,
     "cache": check_cache,
     "channelLayer": check_channel_layer,
@@ -258,28 +390,36 @@ _CHECKS: dict[str, Callable[[], CheckResult] | Callable[[], Awaitable[CheckResul
     "storage": check_storage,
     "worker": check_worker,
     "beat": check_beat,
+    "rateLimits": check_rate_limits,
 }
-# A failing check reports this status; the worker and beat are optional, so their failure only
-# degrades.
-_FAILURE_STATUS: dict[str, Status] = {"worker": "degraded", "beat": "degraded"}
+# A failing check reports this status; the worker, beat and rate-limit store are optional (the
+# chat runs without them), so their failure only degrades.
+_FAILURE_STATUS: dict[str, Status] = {
+    "worker": "degraded",
+    "beat": "degraded",
+    "rateLimits": "degraded",
+}
 
 
 async def _run(name: str, check: Callable[[], Any]) -> ComponentHealth:
+    """Run one check with its timeout; a check answered in the background reports its own
+    health (the probe's latency and the answer's age), the others are timed here."""
     started = time.perf_counter()
     failure: Status = _FAILURE_STATUS.get(name, "down")
     try:
         if inspect.iscoroutinefunction(check):
-            status, detail = await asyncio.wait_for(check(), CHECK_TIMEOUT)
+            outcome = await asyncio.wait_for(check(), CHECK_TIMEOUT)
         else:
             loop = asyncio.get_running_loop()
-            status, detail = await asyncio.wait_for(
-                loop.run_in_executor(_POOL, check), CHECK_TIMEOUT
-            )
+            outcome = await asyncio.wait_for(loop.run_in_executor(_pool(), check), CHECK_TIMEOUT)
     except TimeoutError:
-        status, detail = failure, f"no answer within {CHECK_TIMEOUT:g} s"
+        outcome = failure, f"no answer within {CHECK_TIMEOUT:g} s"
     except Exception as exc:
         log.warning("health_check_failed", component=name, error=type(exc).__name__)
-        status, detail = failure, f"check failed: {type(exc).__name__}"
+        outcome = failure, f"check failed: {type(exc).__name__}"
+    if isinstance(outcome, ComponentHealth):
+        return outcome
+    status, detail = outcome
     return ComponentHealth(status, (time.perf_counter() - started) * 1000, detail)
 
 

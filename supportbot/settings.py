@@ -407,6 +407,8 @@ MEMORY_SUMMARY_THRESHOLD = env_int("MEMORY_SUMMARY_THRESHOLD", 50, minimum=4)
 MEMORY_KEEP_RECENT = env_int("MEMORY_KEEP_RECENT", 20, minimum=2)
 MEMORY_CONTEXT_TOKENS = env_int("MEMORY_CONTEXT_TOKENS", 6000, minimum=256)
 HEALTH_MODEL_CACHE_SECONDS = env_float("HEALTH_MODEL_CACHE_SECONDS", 60.0)
+# /health pings a Celery worker this often, in the background (no request waits for a ping).
+HEALTH_WORKER_CACHE_SECONDS = env_float("HEALTH_WORKER_CACHE_SECONDS", 10.0, minimum=1.0)
 
 RATE_LIMITS_ENABLED = env_bool("RATE_LIMITS_ENABLED", True)
 # The limits of API.md (supportbot.ratelimit). Request limits use a moving window; the token
