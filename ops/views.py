@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 import structlog
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -21,6 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from chat.models import Handoff, ReviewItem
+from ops import rate_limits as rate_limit_page
 from ops.health import health_report
 from ops.models import REVIEW_QUEUES, open_counts
 from supportbot import ratelimit
@@ -74,38 +76,46 @@ def admin_index(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def rate_limits(request: HttpRequest) -> HttpResponse:
-    """The configured limits, the busiest keys now and recent refusals; POST resets one key."""
-    if request.method == "POST":
-        _reset_key(request)
-        return redirect("ops:rate_limits")
+    """The configured limits, every busy key with its client, and recent refusals; POST resets
+    one key (a client's live sessions end only once staff confirm how many)."""
     request.current_app = admin.site.name
+    if request.method == "POST":
+        confirm = _reset_key(request)
+        if confirm is None:
+            return redirect("ops:rate_limits")
+        context = {**admin.site.each_context(request), "title": "Rate limits", "confirm": confirm}
+        return TemplateResponse(request, "ops/rate_limits.html", context)
     specs = ratelimit.configured_limits()
     now = time.time()
-    storage_down = False
-    try:
-        busiest = ratelimit.busiest()
-    except ratelimit.StorageDown:
-        storage_down, busiest = True, []
+    events = recent_events("rate_limited", limit=RECENT_REFUSALS)
+    page = rate_limit_page.busy_keys(refusals=events, user=request.user)
     context = {
         **admin.site.each_context(request),
         "title": "Rate limits",
         "enabled": ratelimit.enabled(),
         "storage": "Redis" if ratelimit.backend().url else "memory",
-        "storage_down": storage_down,
+        "storage_down": page.storage_down,
         "limits": list(specs.values()),
-        "resettable": [spec for spec in specs.values() if spec.counter != "count"],
+        "resettable": [spec for spec in specs.values() if spec.name != rate_limit_page.ACTIVE],
+        "can_reset": request.user.has_perm(rate_limit_page.RESET_PERMISSION),
+        "not_resettable": rate_limit_page.NOT_RESETTABLE,
         "busiest": [
             {
-                "usage": usage,
-                "reset_at": _local(usage.reset),
-                "reset_in": max(0, math.ceil(usage.reset - now)),
-                "percent": round(usage.share * 100),
+                "key": key,
+                "usage": key.usage,
+                "reset_at": _local(key.usage.reset),
+                "reset_in": max(0, math.ceil(key.usage.reset - now)),
+                "percent": round(key.usage.share * 100),
             }
-            for usage in busiest
+            for key in page.keys
         ],
         "refusals": [
-            {**event, "at": _local(float(event.get("at") or 0))}
-            for event in recent_events("rate_limited", limit=RECENT_REFUSALS)
+            {
+                **event,
+                "at": _local(float(event.get("at") or 0)),
+                "busy": page.by_key.get((str(event.get("limit")), str(event.get("key")))),
+            }
+            for event in events
         ],
     }
     return TemplateResponse(request, "ops/rate_limits.html", context)
@@ -118,18 +128,33 @@ def _local(epoch: float) -> datetime:
     return timezone.localtime(datetime.fromtimestamp(epoch, tz=UTC))
 
 
-def _reset_key(request: HttpRequest) -> None:
+def _reset_key(request: HttpRequest) -> dict[str, Any] | None:
+    """Reset the posted key, with its outcome as a message; or what to confirm first."""
+    if not request.user.has_perm(rate_limit_page.RESET_PERMISSION):
+        raise PermissionDenied
     name = request.POST.get("name", "")
     identifier = request.POST.get("identifier", "").strip()
-    spec = ratelimit.configured_limits().get(name)
-    if spec is None or spec.counter == "count" or not identifier:
-        # Counted limits (sessions at once) are counts of live sessions, not stored counters.
-        messages.error(request, "Choose a rate limit with a counter and give its key.")
-        return
-    try:
-        ratelimit.reset_key(name, identifier)
-    except ratelimit.StorageDown:
-        messages.error(request, "The rate-limit storage cannot be reached; nothing was reset.")
-        return
-    log.info("ratelimit_key_reset", limit=name, key=identifier, by=request.user.get_username())
-    messages.success(request, f"Reset {name} for {identifier}.")
+    outcome = rate_limit_page.reset_limit(
+        name=name,
+        identifier=identifier,
+        confirmed=request.POST.get("confirm_sessions", ""),
+        by=request.user.get_username(),
+    )
+    if outcome.level != "confirm":
+        messages.add_message(request, MESSAGE_LEVELS[outcome.level], outcome.message)
+        return None
+    return {
+        "name": name,
+        "identifier": identifier,
+        "again": outcome.message,
+        "count": outcome.count,
+        "sessions": outcome.sessions,
+        "more": outcome.count - len(outcome.sessions),
+    }
+
+
+MESSAGE_LEVELS = {
+    "success": messages.SUCCESS,
+    "warning": messages.WARNING,
+    "error": messages.ERROR,
+}

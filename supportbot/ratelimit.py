@@ -406,11 +406,7 @@ def tightest(states: list[LimitState]) -> LimitState | None:
 
 def _refusal(spec: LimitSpec, identifier: str, retry_after: float, **context: Any) -> ApiError:
     retry = max(1, math.ceil(retry_after))
-    what = {
-        "session": "this session",
-        "ip": "your address",
-        "global": "the service",
-    }[spec.scope]
+    what = {"session": "this session", "ip": "your address", "global": "the service"}[spec.scope]
     message = {
         "TOKEN_LIMIT_EXCEEDED": f"The model token budget of {what} is used up",
         "CONCURRENT_LIMIT_EXCEEDED": f"Too many active sessions for {what}",
@@ -564,20 +560,20 @@ def _stored_keys(b: _Backend) -> set[tuple[str, str]]:
         for key in client.scan_iter(match="supportbot:limits:*", count=1000):
             raw.append(key.decode() if isinstance(key, bytes) else key)
     found: set[tuple[str, str]] = set()
-    names = configured_limits()
+    specs = configured_limits()
     for key in raw:
-        # LIMITER/SB/<name>/<identifier>/<amount>/<multiples>/<granularity>[/window]
+        # SB/<name>/<identifier>/<amount>/<seconds>/second[/window]; an identifier may hold "/"
         bare = key.removeprefix("supportbot:limits:").replace("{", "").replace("}", "")
-        parts = bare.split("/")
-        with contextlib.suppress(ValueError):
-            at = parts.index("SB")
-            if len(parts) > at + 2 and parts[at + 1] in names:
-                found.add((parts[at + 1], parts[at + 2]))
+        name, _, rest = bare.partition("SB/")[2].partition("/")
+        spec = specs.get(name)
+        end = rest.rfind(f"/{spec.amount}/{spec.seconds}/second") if spec else 0
+        if end > 0:  # an IPv6 client is its /64 network: "2001:db8::/64"
+            found.add((name, rest[:end]))
     return found
 
 
-def busiest(limit: int = 50) -> list[KeyUsage]:
-    """The keys with the most of their limit used right now."""
+def busiest(limit: int | None = 50) -> list[KeyUsage]:
+    """The stored keys with the most of their limit used right now (``None``: all of them)."""
     b = backend()
     specs = configured_limits()
     usages: list[KeyUsage] = []
@@ -592,9 +588,13 @@ def busiest(limit: int = 50) -> list[KeyUsage]:
     return usages[:limit]
 
 
-def reset_key(name: str, identifier: str) -> None:
-    """Forget a key's usage (an admin action)."""
+def reset_key(name: str, identifier: str) -> int:
+    """Forget a stored key's usage (an admin action); returns how much of it was used."""
     spec = configured_limits()[name]
+    if spec.counter == "count":  # live sessions, not a counter: clearing would free nothing
+        raise ValueError(f"{name} counts live sessions; it has no stored counter")
     b = backend()
     with _storage_call(b):
+        stats = b.limiter(spec).get_window_stats(spec.item, name, identifier)
         b.limiter(spec).clear(spec.item, name, identifier)
+    return spec.amount - stats.remaining
