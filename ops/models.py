@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import ClassVar, Self, TypeVar
 
 from django.db import models
+from django.utils import timezone
 
 from chat.models import ReviewItem
 
@@ -102,3 +103,38 @@ class SchedulerLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} held by {self.holder} until {self.expires_at:%H:%M:%S}"
+
+
+class Alert(models.Model):
+    """One episode of an alert rule (``ops.alerts``): it fires once, is repeated at most every
+    ALERT_REPEAT_MINUTES while it lasts, and resolves. At most one firing episode per rule."""
+
+    class Status(models.TextChoices):
+        FIRING = "firing"
+        RESOLVED = "resolved"
+
+    rule = models.CharField(max_length=64)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.FIRING)
+    severity = models.CharField(max_length=10, default="warning")
+    summary = models.TextField()  # the latest evaluation's sentence
+    value = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField(null=True, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    last_notified_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    notifications = models.PositiveIntegerField(default=0)
+    # The last delivery to each channel: {"log": {"ok": true, "at": ...}, "webhook": {...}}.
+    deliveries = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rule"], condition=models.Q(status="firing"), name="ops_alert_one_firing"
+            )
+        ]
+        indexes = [models.Index(fields=["status", "started_at"], name="ops_alert_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.rule} ({self.status}) since {self.started_at:%Y-%m-%d %H:%M}"

@@ -67,6 +67,8 @@ def admin_index(request: HttpRequest) -> HttpResponse:
         "queues": queues,
         "total_open": sum(counts[model.queue_kind] for model in shown),
         "rate_limits_url": reverse("ops:rate_limits"),
+        "dashboard_url": reverse("ops:dashboard"),
+        "gaps_url": reverse("ops:knowledge_gaps"),
         "inbox_url": reverse("ops:inbox") if request.user.has_perm("chat.view_handoff") else "",
         "inbox_waiting": Handoff.objects.filter(status=Handoff.Status.WAITING).count(),
         "inbox_open": Handoff.objects.exclude(status=Handoff.Status.RESOLVED).count(),

@@ -95,6 +95,29 @@ def env_prices(
     return prices
 
 
+def env_rules(name: str, default: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
+    """Read JSON ``{"rule": {"threshold": 5, "enabled": false}, ...}`` merged over the default
+    rules, parameter by parameter (a rule left out keeps its defaults)."""
+    raw = env_str(name)
+    merged = {rule: dict(params) for rule, params in default.items()}
+    if not raw:
+        return merged
+    try:
+        table = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be JSON, not {raw[:40]!r}") from exc
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise ImproperlyConfigured(f"{name} must map rule names to objects of parameters")
+    for rule, params in table.items():
+        if rule not in merged:
+            raise ImproperlyConfigured(f"{name}: unknown rule {rule!r}; known: {', '.join(merged)}")
+        for key, value in params.items():
+            if key not in merged[rule] and key != "enabled":
+                raise ImproperlyConfigured(f"{name}: rule {rule!r} has no parameter {key!r}")
+            merged[rule][key] = value
+    return merged
+
+
 def load_settings_or_exit() -> None:
     """Read the settings now: a bad value stops the command with one line, not a traceback."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "supportbot.settings")

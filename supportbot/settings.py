@@ -25,6 +25,7 @@ from supportbot.env import (
     env_int,
     env_list,
     env_prices,
+    env_rules,
     env_str,
 )
 
@@ -242,6 +243,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "expire-sessions": {"task": "chat.expire_sessions", "schedule": 300.0},
     "resume-workflows": {"task": "tools.resume_stale_workflows", "schedule": 60.0},
     "purge-pii-clear-text": {"task": "chat.purge_pii_clear_text", "schedule": 3600.0},
+    "evaluate-alerts": {"task": "ops.evaluate_alerts", "schedule": 60.0},
 }
 # One beat runs the schedule however many are started (ops.scheduler: a lease in the database,
 # renewed every third of BEAT_LEASE_SECONDS; a standby takes over when it lapses).
@@ -502,7 +504,7 @@ if not CELERY_BROKER_URL.startswith("filesystem://"):
         CELERY_LONGEST_COUNTDOWN_SECONDS + WORKFLOW_TIME_LIMIT_SECONDS + 300
     )
 
-# --- metrics ------------------------------------------------------------------------------
+# --- metrics and alerts -----------------------------------------------------------------------
 
 # supportbot.metrics: each process flushes its numbers to the shared store (Redis with REDIS_URL,
 # else the database) every METRICS_FLUSH_SECONDS; minutes are kept a day, hours this many days.
@@ -523,6 +525,53 @@ MODEL_PRICES = env_prices(
         "offline-assistant": (0.0, 0.0),
     },
 )
+# GET /metrics (Prometheus) and token access to GET /api/metrics: off while unset.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+
+# ops.alerts, evaluated by beat every minute. JSON in ALERT_RULES changes parameters of these
+# rules ({"latency_p95": {"threshold": 8000}, "block_spike": {"enabled": false}}). Windows are in
+# minutes, thresholds in the rule's unit (%, ms, seconds, count); min_samples: below it the rule
+# does not judge (and a firing alert resolves).
+ALERT_RULES = env_rules(
+    "ALERT_RULES",
+    {
+        "error_rate": {"threshold": 10.0, "window_minutes": 5, "min_samples": 5},
+        "latency_p95": {"threshold": 20_000.0, "window_minutes": 5, "min_samples": 5},
+        "fallback_rate": {"threshold": 50.0, "window_minutes": 15, "min_samples": 5},
+        "models_down": {"severity": "critical"},
+        "handoff_wait": {"threshold": 900.0},
+        "ratelimit_spike": {"threshold": 50, "window_minutes": 5, "factor": 5.0},
+        "block_spike": {"threshold": 20, "window_minutes": 5, "factor": 5.0},
+        "queue_backlog": {"threshold": 100},
+        "archive_failures": {"threshold": 1, "window_minutes": 15},
+    },
+)
+# A firing alert is delivered again at most this often while it lasts.
+ALERT_REPEAT_MINUTES = env_float("ALERT_REPEAT_MINUTES", 60.0, minimum=1.0)
+# Deliveries besides the log and the admin banner: e-mail (Django's EMAIL_* settings) and a
+# Slack-compatible incoming webhook.
+ALERT_EMAILS = env_list("ALERT_EMAILS")
+ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL")
+# Alert e-mail goes through Django's mailer (MAILERS), SMTP at EMAIL_HOST (unset: this machine's
+# port 25, Django's own default), STARTTLS when EMAIL_USE_TLS (default true with a host).
+_EMAIL_HOST = env_str("EMAIL_HOST")
+_EMAIL_TLS = env_bool("EMAIL_USE_TLS", bool(_EMAIL_HOST))
+MAILERS: dict[str, dict[str, object]] = {
+    "default": {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": _EMAIL_HOST or "localhost",
+            "port": env_int("EMAIL_PORT", 587 if _EMAIL_TLS else 25, minimum=1),
+            "username": env_str("EMAIL_HOST_USER"),
+            "password": env_str("EMAIL_HOST_PASSWORD"),
+            "use_tls": _EMAIL_TLS,
+            "timeout": 10,
+        },
+    }
+}
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "supportbot@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
 # --- logging ----------------------------------------------------------------------------------
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

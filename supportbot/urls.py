@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from chat.views import chat_page, new_conversation
+from ops.metrics_views import prometheus_metrics
 from ops.views import health
 from supportbot.api import api
 
@@ -11,6 +12,7 @@ urlpatterns = [
     path("", chat_page, name="chat-page"),
     path("conversation/new", new_conversation, name="new-conversation"),
     path("health", health, name="health"),
+    path("metrics", prometheus_metrics, name="prometheus-metrics"),
     path("api/", api.urls),
     # The ops pages (rate limits, the index with review-queue counts) before the admin's own.
     path("admin/", include("ops.urls")),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import re
 
-from tools.kb.query import TOKEN_RE, Term
+from tools.kb.query import TOKEN_RE, Term, query_terms
 
 PASSAGE_CHARS = 400
 _HEADING_RE = re.compile(r"^(#{1,6})\s+(.*\S)\s*$")
@@ -26,6 +26,17 @@ def _stem(word: str) -> str:
                 word = word[:-1]  # "resett" -> "reset", "shipp" -> "ship"
             break
     return word
+
+
+def key_terms(text: str) -> frozenset[str]:
+    """The stems of the words a search would look for in ``text`` (stop words dropped): what
+    two questions must share to be about the same thing (the knowledge-gap report groups by it)."""
+    return frozenset(
+        _stem(token)
+        for term in query_terms(text)
+        if term.weight >= 1.0 and not term.bonus
+        for token in term.tokens
+    )
 
 
 def _stems(text: str) -> frozenset[str]:
