@@ -18,6 +18,8 @@ BENCHES = [
     "bench.guard_bench",
     "bench.body_bench",
     "bench.health_bench",
+    "bench.metrics_bench",
+    "bench.dashboard_bench",
 ]
 
 
