@@ -429,8 +429,8 @@ def test_a_firing_alert_shows_a_banner_on_admin_pages_until_it_resolves(
     assert [rule for rule, outcome in fired.items() if outcome == "fired"] == ["latency_p95"]
 
     summary = re.compile(
-        r"Turn latency p95: turn p95 [\d,]+ ms over \d+ turns? in the last 5 min "
-        r"\(threshold 1 ms\)\s+since \d\d:\d\d"
+        r"Turn latency p95: turn p95 [\d,]+ ms over \d+ turns? \(threshold 1 ms\) "
+        r"in the last 5 min\s+since \d\d:\d\d"
     )
     for path in ("/admin/", "/admin/ops/dashboard/"):
         page.goto(path)

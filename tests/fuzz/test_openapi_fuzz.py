@@ -227,6 +227,8 @@ OPERATIONS: dict[str, tuple[GenerationMode, ...]] = {
     "POST /api/workflow/execute": BOTH,
     "GET /api/workflow/{execution_id}": POSITIVE,
     "GET /api/status": POSITIVE,
+    # Staff or METRICS_TOKEN: the fuzzer has neither, so every input meets the refusal first.
+    "GET /api/metrics": BOTH,
     "GET /api/session/{session_id}/handoff": POSITIVE,
     "POST /api/session/{session_id}/handoff": BOTH,
     "POST /api/session/{session_id}/rating": BOTH,
