@@ -61,7 +61,7 @@ def busy_rows(html: str) -> dict[tuple[str, str], str]:
     """(limit, key) -> the "used / limit" cell of each busy-key row."""
     rows = re.findall(
         r'<tr class="busy-key" id="[^"]*" data-limit="([^"]+)" data-key="([^"]+)">\s*'
-        r"<td>[^<]*</td>\s*<td[^>]*><code>[^<]*</code></td>\s*<td[^>]*>([^<]+)</td>",
+        r"<td>[^<]*</td>\s*<td[^>]*><code[^>]*>[^<]*</code></td>\s*<td[^>]*>([^<]+)</td>",
         html,
     )
     return {(name, key): used for name, key, used in rows}
@@ -177,7 +177,7 @@ def test_recent_refusals_are_shown(admin_client: Client, storage, page, settings
     html = admin_client.get(page).text
     rows = re.findall(r'<tr class="refusal" data-limit="session_requests">(.*?)</tr>', html, re.S)
     assert len(rows) == 1
-    assert f"<code>{KEY}</code>" in rows[0] and "RATE_LIMIT_EXCEEDED" in rows[0]
+    assert f'<code title="{KEY}">{KEY}</code>' in rows[0] and "RATE_LIMIT_EXCEEDED" in rows[0]
     assert busy_rows(html) == {("session_requests", KEY): "2 / 2 (100%)"}
 
 
