@@ -45,7 +45,6 @@ Prints each set-up's figures, then the results as one JSON line.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import io
 import json
@@ -63,8 +62,7 @@ from bench.metrics_bench import (
     SETUPS,
     django_child,
     percentile,
-    run_child,
-    setups,
+    run_setups,
 )
 from supportbot import metrics, metrics_store
 
@@ -560,24 +558,15 @@ def main() -> None:
         return
     only = set(args.only.split(",")) if args.only else set(SETUPS)
     passed = [f"--reps={args.reps}"] + (["--profile"] if args.profile else [])
-    results: dict[str, Any] = {}
-    started = time.perf_counter()
-    with contextlib.ExitStack() as resources:
-        # No flusher: the generator takes the buffer itself; reads flush nothing (it is empty).
-        chosen, skipped = setups(only, "supportbot_dashboard_bench", 0.0, resources)
-        for setup in chosen:
-            print(f"{setup.name}: {setup.title}", flush=True)
-            try:
-                results[setup.name] = run_child("bench.dashboard_bench", setup, passed)
-                report(setup.name, setup.title, results[setup.name])
-            except Exception as exc:  # one set-up failing still reports the others
-                results[setup.name] = {"error": repr(exc)[:300]}
-                print(f"   not measured: {exc!r}", flush=True)
-    for name, reason in skipped.items():
-        print(f"\n{name}: skipped: {reason}")
-        results[name] = {"skipped": reason}
-    print(f"\n(took {time.perf_counter() - started:.0f} s)")
-    print(json.dumps(results))
+    # No flusher: the generator takes the buffer itself; reads flush nothing (it is empty).
+    run_setups(
+        "bench.dashboard_bench",
+        only=only,
+        database="supportbot_dashboard_bench",
+        flush_seconds=0.0,
+        passed=passed,
+        report=report,
+    )
 
 
 if __name__ == "__main__":

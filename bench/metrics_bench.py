@@ -537,14 +537,34 @@ def main() -> None:
         return
     only = set(args.only.split(",")) if args.only else set(SETUPS)
     passed = [f"--turns={args.turns}", f"--runs={args.runs}"]
+    run_setups(
+        "bench.metrics_bench",
+        only=only,
+        database="supportbot_metrics_bench",
+        flush_seconds=args.flush_seconds,
+        passed=passed,
+        report=report,
+    )
+
+
+def run_setups(
+    module: str,
+    *,
+    only: set[str],
+    database: str,
+    flush_seconds: float,
+    passed: list[str],
+    report: Callable[[str, str, dict[str, Any]], None],
+) -> None:
+    """Run ``module`` in a child per chosen set-up, report each, and print the results as JSON."""
     results: dict[str, Any] = {}
     started = time.perf_counter()
     with contextlib.ExitStack() as resources:
-        chosen, skipped = setups(only, "supportbot_metrics_bench", args.flush_seconds, resources)
+        chosen, skipped = setups(only, database, flush_seconds, resources)
         for setup in chosen:
             print(f"{setup.name}: {setup.title}", flush=True)
             try:
-                results[setup.name] = run_child("bench.metrics_bench", setup, passed)
+                results[setup.name] = run_child(module, setup, passed)
                 report(setup.name, setup.title, results[setup.name])
             except Exception as exc:  # one set-up failing still reports the others
                 results[setup.name] = {"error": repr(exc)[:300]}
