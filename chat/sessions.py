@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import connection
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from chat import wire
@@ -81,20 +82,26 @@ def session_create(
 _SESSION_CREATE_LOCK = 0x5E55_C0DE
 
 
+def live_sessions(*, now: datetime) -> QuerySet[ChatSession]:
+    """The sessions the sessions-at-once limits count: not ended, not expired, and active within
+    ``SESSION_IDLE_MINUTES`` (an idle session frees its slot; ending one frees it at once)."""
+    idle = timedelta(minutes=settings.SESSION_IDLE_MINUTES)
+    return ChatSession.objects.filter(last_activity__gt=now - idle, expires_at__gt=now).exclude(
+        status=ChatSession.Status.ENDED
+    )
+
+
 def _check_session_capacity(client_key: str, client_ip: str) -> None:
     """Refuse a new session when the client, or the service, has too many live ones.
 
-    Live: not ended, not expired, and active within ``SESSION_IDLE_MINUTES`` (an idle session
-    frees its slot; ending one frees it at once). Counted inside the creating transaction.
+    Live as ``live_sessions`` says. Counted inside the creating transaction.
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_SESSION_CREATE_LOCK])
     now = timezone.now()
     idle = timedelta(minutes=settings.SESSION_IDLE_MINUTES)
-    live = ChatSession.objects.filter(last_activity__gt=now - idle, expires_at__gt=now).exclude(
-        status=ChatSession.Status.ENDED
-    )
+    live = live_sessions(now=now)
     if client_key:
         mine = live.filter(client_key=client_key)
         oldest = mine.order_by("last_activity").values_list("last_activity", flat=True).first()

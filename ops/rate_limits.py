@@ -34,7 +34,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from chat.models import ChatSession
-from chat.sessions import session_end
+from chat.sessions import live_sessions, session_end
 from ops.staff_api import PERM
 from supportbot import ratelimit
 from supportbot.clients import client_address, ip_fingerprint
@@ -100,15 +100,6 @@ class Page:
     keys: list[BusyKey]  # the busiest first, at most ``limit``
     storage_down: bool
     by_key: dict[tuple[str, str], BusyKey] = field(default_factory=dict)  # every busy key
-
-
-def live_sessions(*, now: datetime) -> QuerySet[ChatSession]:
-    """The sessions the counted limits count: not ended, not expired, and active within
-    ``SESSION_IDLE_MINUTES`` (as ``chat.sessions._check_session_capacity`` counts them)."""
-    idle = timedelta(minutes=settings.SESSION_IDLE_MINUTES)
-    return ChatSession.objects.filter(last_activity__gt=now - idle, expires_at__gt=now).exclude(
-        status=ChatSession.Status.ENDED
-    )
 
 
 def client_addresses(label: str) -> list[str]:
