@@ -52,26 +52,40 @@ class Reading:
 class Rule:
     name: str
     description: str
-    evaluate: Callable[[dict[str, Any], float], Reading]
+    evaluate: Callable[[dict[str, Any], Minutes], Reading]
 
 
 # --- reading the figures ----------------------------------------------------------------------
 
 
-def _fields(minutes: int, now: float) -> dict[str, float]:
-    current = int(now // 60)
-    starts = [current - offset for offset in range(max(1, int(minutes)))]
-    return metrics.sum_fields(metrics.read_buckets("m", starts).values())
+class Minutes:
+    """The minute buckets one evaluation reads: fetched once, for the longest window any rule
+    asks (the spikes' hour and their own window), and summed per rule from memory."""
+
+    def __init__(self, now: float, *, span: int = 1) -> None:
+        self.now = now
+        self.span = span  # minutes read at the first ask, however few it asks for
+        self._buckets: list[dict[str, float]] = []  # newest first
+
+    def fields(self, minutes: int) -> dict[str, float]:
+        """The last ``minutes`` minutes (the current one included) added together."""
+        minutes = max(1, int(minutes))
+        if len(self._buckets) < minutes:
+            current = int(self.now // 60)
+            starts = [current - offset for offset in range(max(minutes, self.span))]
+            found = metrics.read_buckets("m", starts)
+            self._buckets = [found.get(start, {}) for start in starts]
+        return metrics.sum_fields(self._buckets[:minutes])
 
 
 def _turn_rule(
     sample: str, value: str, what: Callable[[float, int, dict[str, Any]], str]
-) -> Callable[[dict[str, Any], float], Reading]:
+) -> Callable[[dict[str, Any], Minutes], Reading]:
     """A rule over the turns of its window: ``value`` (a key of ``turn_figures``) against the
     threshold, judged only with at least ``min_samples`` of ``sample`` (turns or answers)."""
 
-    def evaluate(params: dict[str, Any], now: float) -> Reading:
-        turns = dashboard.turn_figures(_fields(params["window_minutes"], now))
+    def evaluate(params: dict[str, Any], clock: Minutes) -> Reading:
+        turns = dashboard.turn_figures(clock.fields(params["window_minutes"]))
         count = int(turns[sample])
         noun = "turns" if sample == "count" else "answers"
         if count < float(params.get("min_samples", 1)):
@@ -107,7 +121,7 @@ _fallback_rate = _turn_rule(
 )
 
 
-def _models_down(params: dict[str, Any], now: float) -> Reading:
+def _models_down(params: dict[str, Any], clock: Minutes) -> Reading:
     links = [
         row
         for row in dashboard.breaker_table()
@@ -126,7 +140,7 @@ def _models_down(params: dict[str, Any], now: float) -> Reading:
     )
 
 
-def _handoff_wait(params: dict[str, Any], now: float) -> Reading:
+def _handoff_wait(params: dict[str, Any], clock: Minutes) -> Reading:
     oldest = (
         Handoff.objects.filter(status=Handoff.Status.WAITING)
         .order_by("requested_at")
@@ -135,7 +149,7 @@ def _handoff_wait(params: dict[str, Any], now: float) -> Reading:
     )
     if oldest is None:
         return Reading(0.0, False, "nobody is waiting for a person")
-    waited = max(0.0, now - oldest.timestamp())
+    waited = max(0.0, clock.now - oldest.timestamp())
     waiting = Handoff.objects.filter(status=Handoff.Status.WAITING).count()
     return Reading(
         waited,
@@ -145,12 +159,12 @@ def _handoff_wait(params: dict[str, Any], now: float) -> Reading:
     )
 
 
-def _spike(counter: str, outcome: str, what: str) -> Callable[[dict[str, Any], float], Reading]:
-    def evaluate(params: dict[str, Any], now: float) -> Reading:
+def _spike(counter: str, outcome: str, what: str) -> Callable[[dict[str, Any], Minutes], Reading]:
+    def evaluate(params: dict[str, Any], clock: Minutes) -> Reading:
         window = int(params["window_minutes"])
-        recent = metrics.counter_total(_fields(window, now), counter, outcome=outcome)
+        recent = metrics.counter_total(clock.fields(window), counter, outcome=outcome)
         # The baseline: the same window's average over the hour before it.
-        with_hour = _fields(60 + window, now)
+        with_hour = clock.fields(60 + window)
         baseline_total = metrics.counter_total(with_hour, counter, outcome=outcome) - recent
         baseline = baseline_total * window / 60.0
         factor = float(params.get("factor", 5))
@@ -165,7 +179,7 @@ def _spike(counter: str, outcome: str, what: str) -> Callable[[dict[str, Any], f
     return evaluate
 
 
-def _queue_backlog(params: dict[str, Any], now: float) -> Reading:
+def _queue_backlog(params: dict[str, Any], clock: Minutes) -> Reading:
     length = celery_queue_length()
     if length is None:
         return Reading(None, False, "the broker's queue length cannot be read")
@@ -196,8 +210,8 @@ def celery_queue_length(queue: str = "celery") -> int | None:
         return None
 
 
-def _archive_failures(params: dict[str, Any], now: float) -> Reading:
-    failures = metrics.counter_total(_fields(params["window_minutes"], now), "archive_failures")
+def _archive_failures(params: dict[str, Any], clock: Minutes) -> Reading:
+    failures = metrics.counter_total(clock.fields(params["window_minutes"]), "archive_failures")
     return Reading(
         float(failures),
         failures >= float(params["threshold"]),
@@ -247,10 +261,14 @@ def evaluate_alerts(*, now: float | None = None) -> dict[str, str]:
     """Evaluate every enabled rule; open, repeat or resolve its alert. Returns each rule's
     outcome (``ok``, ``fired``, ``firing``, ``repeated``, ``resolved``, ``skipped``, ``error``)."""
     now = time.time() if now is None else now
+    rules = configured_rules()
+    # The spikes compare their window with the hour before it.
+    span = max((int(p.get("window_minutes", 1)) + 60 for p in rules.values()), default=1)
+    clock = Minutes(now, span=span)
     outcomes: dict[str, str] = {}
-    for name, params in configured_rules().items():
+    for name, params in rules.items():
         try:
-            reading = RULES[name].evaluate(params, now)
+            reading = RULES[name].evaluate(params, clock)
         except Exception as exc:  # a rule that cannot be read is logged, the others go on
             log.warning("alert_rule_failed", rule=name, error=type(exc).__name__)
             outcomes[name] = "error"
