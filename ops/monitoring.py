@@ -23,14 +23,12 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from chat.llm.chain import get_chain
 from chat.models import Handoff
 from ops.health import active_session_count
 from ops.verification import call_with_timeout, describe_error, redact_url, scrub
 from supportbot import metrics
 
 SOURCE_TIMEOUT = 5.0  # seconds a source (metrics, database, Redis) has to answer, per frame
-CHAT_ROUTE = "POST /api/chat"  # the turns of REST clients, when the metrics count no turns
 _STATE_STYLES = {"closed": "green", "half_open": "yellow", "open": "bold red"}
 
 
@@ -42,7 +40,6 @@ class Figures:
     taken_at: datetime
     metrics_backend: str = "?"
     metrics_read: bool = False  # the metrics store answered: the traffic figures are real
-    turns_source: str = "turns"
     turns: dict[str, Any] = field(default_factory=dict)  # count, errors, averageMs, p50/p95/p99
     requests_per_minute: float | None = None
     request_error_percent: float | None = None
@@ -90,14 +87,10 @@ def _database_figures() -> tuple[int, int, int]:
 
 
 def _breaker_states() -> tuple[list[dict[str, Any]], str]:
-    # Every serving process reports its breakers to the metrics store where it keeps them; this
-    # process's own chain (never used by a monitor, so always closed) is only the fallback, and
-    # is not built otherwise: a built chain would report its idle breakers as if it served.
-    shared = getattr(metrics, "breaker_states", None)
-    if shared is not None:
-        states = [state for state in shared() if state.get("kind", "llm") == "llm"]
-        return states, "reported by every serving process"
-    return get_chain().breaker_states(), "this process only"
+    # Every serving process reports its breakers to the metrics store. The monitor's own chain is
+    # never built: it serves nothing, and a built chain would report idle breakers as if it did.
+    states = [state for state in metrics.breaker_states() if state.get("kind", "llm") == "llm"]
+    return states, "reported by every serving process"
 
 
 def _apply_snapshot(figures: Figures, snapshot: dict[str, Any]) -> None:
@@ -106,12 +99,7 @@ def _apply_snapshot(figures: Figures, snapshot: dict[str, Any]) -> None:
         figures.problems.append("metrics: the store could not be read")
         return
     figures.metrics_read = True
-    turns = snapshot.get("turns")
-    if isinstance(turns, dict):
-        figures.turns, figures.turns_source = turns, "turns"
-    else:  # metrics that count no turns: the REST chat requests stand for them
-        figures.turns = dict(snapshot.get("routes", {}).get(CHAT_ROUTE) or {})
-        figures.turns_source = f"HTTP {CHAT_ROUTE}"
+    figures.turns = dict(snapshot["turns"])
     figures.requests_per_minute = float(snapshot.get("requestsPerMinute", 0.0))
     figures.request_error_percent = float(snapshot.get("errorRatePercent", 0.0))
 
@@ -189,8 +177,7 @@ def figures_view(figures: Figures, *, interval: float | None = None) -> Renderab
     """The frame: a title, the problems (if any), the traffic figures and the breakers."""
     title = Text.assemble(
         ("supportbot monitor", "bold"),
-        f"  {figures.taken_at:%Y-%m-%d %H:%M:%S %Z}  metrics: {figures.metrics_backend}"
-        f"  turns from: {figures.turns_source}",
+        f"  {figures.taken_at:%Y-%m-%d %H:%M:%S %Z}  metrics: {figures.metrics_backend}",
     )
     parts: list[RenderableType] = [title]
     parts += [Text(f"! {problem}", style="bold red") for problem in figures.problems]
