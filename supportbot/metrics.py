@@ -326,11 +326,6 @@ class Indexed(dict[str, float]):
         return self._kinds
 
 
-def indexed(fields: Mapping[str, float]) -> Indexed:
-    """``fields`` as an ``Indexed`` (itself when it already is one)."""
-    return fields if isinstance(fields, Indexed) else Indexed(fields)
-
-
 def group(fields: Mapping[str, float], kind: str) -> dict[str, dict[str, float]]:
     """``{label: {stat: value}}`` of the fields of one ``kind`` (``http``, ``model``, ``turn``…)."""
     if isinstance(fields, Indexed):

@@ -51,12 +51,9 @@ class Batch:
     usage: dict[UsageKey, Usage] = field(default_factory=dict)
     breakers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def size(self) -> int:
-        return sum(len(f) for f in self.minutes.values()) + len(self.usage)
-
     def observations(self) -> int:
-        # What a dropped batch loses, counted in fields: the unit it was recorded in.
-        return self.size()
+        """What a dropped batch loses, counted in fields (the unit it was recorded in)."""
+        return sum(len(f) for f in self.minutes.values()) + len(self.usage)
 
 
 # --- the stores --------------------------------------------------------------------------------
