@@ -147,7 +147,7 @@ def handoff_view(*, session: ChatSession, availability: Availability | None = No
 def handoff_status(*, session_id: str) -> dict[str, Any]:
     """The customer's ``handoffStatus`` body (GET /api/session/{id}/handoff)."""
     session = ChatSession.objects.filter(pk=session_id).first()
-    if session is None:
+    if session is None or session.is_restored:
         raise ApiError("SESSION_NOT_FOUND", "No such session, or it has expired.")
     return wire.handoff_status(handoff_view(session=session))
 

@@ -1,124 +1,87 @@
-"""Session lifecycle: archive a conversation to storage; expire idle sessions; warn a connected
+"""Session lifecycle: expire idle sessions (archived first, ``chat.archives``); warn a connected
 client before its session expires.
-
-An archive is the whole conversation (session fields, summary, every message with its tool
-calls and usage) as gzipped JSON in the ``archives`` storage (filesystem by default, S3/R2 in
-production), recorded with its key, size, sha256 and message count. Expiry archives first and
-deletes the hot rows only once the archive is recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gzip
-import hashlib
-import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
 
 import structlog
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import storages
+from django.db.models import Q
 from django.utils import timezone
 
-from chat.models import ChatSession, Message, SessionArchive
+from chat.archives import check_archive, write_archive
+from chat.models import ChatSession, SessionArchive
 from supportbot import metrics
 from supportbot.db import write_transaction
-from supportbot.errors import ms
 
 log = structlog.get_logger("chat.lifecycle")
 
-
-def _document(session: ChatSession) -> dict[str, Any]:
-    messages = Message.objects.filter(session=session).order_by("seq")
-    return {
-        "format": "supportbot.session.v1",
-        "sessionId": session.id,
-        "userId": session.user_id,
-        "metadata": session.metadata,
-        "status": session.status,
-        "createdAt": ms(session.created_at),
-        "lastActivity": ms(session.last_activity),
-        "endedAt": ms(session.ended_at),
-        "summary": session.summary,
-        "activeTopics": session.active_topics,
-        "resolvedIssues": session.resolved_issues,
-        "tokens": {
-            "prompt": session.prompt_tokens,
-            "completion": session.completion_tokens,
-            "total": session.total_tokens,
-        },
-        "messages": [
-            {
-                "messageId": m.id,
-                "seq": m.seq,
-                "role": m.role,
-                "content": m.content,
-                "status": m.status,
-                "requestId": m.request_id,
-                "toolCalls": m.tool_calls,
-                "model": m.model,
-                "fallbackUsed": m.fallback_used,
-                "tokens": {"prompt": m.prompt_tokens, "completion": m.completion_tokens},
-                "processingMs": m.processing_ms,
-                "metadata": m.metadata,
-                "timestamp": ms(m.created_at),
-            }
-            for m in messages
-        ],
-    }
+# Expiry stops its batch after this many sessions in a row could not be archived.
+STOP_AFTER_FAILURES = 3
 
 
-def archive_session(*, session_id: str, reason: str) -> SessionArchive:
-    """Write the conversation to archive storage and record it (once per session and reason)."""
-    done = SessionArchive.objects.filter(session_id=session_id, reason=reason).first()
-    if done is not None:
-        return done
-    session = ChatSession.objects.get(pk=session_id)
-    document = _document(session)
-    payload = gzip.compress(
-        json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode(), mtime=0
-    )
-    stamp = timezone.now().strftime("%Y/%m/%d")
-    storage = storages["archives"]
-    key = storage.save(f"{stamp}/{session.id}-{reason}.json.gz", ContentFile(payload))
-    archive = SessionArchive.objects.create(
-        session_id=session.id,
-        key=key,
-        size=len(payload),
-        sha256=hashlib.sha256(payload).hexdigest(),
-        message_count=len(document["messages"]),
-        reason=reason,
-    )
-    log.info("session_archived", session_id=session.id, key=key, size=archive.size, reason=reason)
-    return archive
+def _verified_archive(session_id: str) -> SessionArchive:
+    """An archive of the session that reads back intact now: an existing one if it does (an
+    ended session cannot change any more), else a fresh one, written and read back. Raises when
+    storage fails, and then the session must stay."""
+    for archive in SessionArchive.objects.filter(session_id=session_id):
+        if check_archive(archive) == SessionArchive.Integrity.OK:
+            return archive
+    return write_archive(session_id=session_id, reason="expired", fresh=True)
+
+
+def _postpone(session_id: str, run_at: datetime) -> None:
+    """Keep a session that could not be archived; try it again after 1, 2, 4, … minutes, counted
+    from when it failed (not from the start of a long run; ``run_at`` when that is later)."""
+    now = max(run_at, timezone.now())
+    with write_transaction():
+        session = ChatSession.objects.select_for_update().filter(pk=session_id).first()
+        if session is None:
+            return
+        session.archive_attempts += 1
+        delay = min(60.0 * 2 ** (session.archive_attempts - 1), settings.ARCHIVE_RETRY_MAX_SECONDS)
+        session.archive_retry_at = now + timedelta(seconds=delay)
+        session.save(update_fields=["archive_attempts", "archive_retry_at"])
 
 
 def expire_sessions(*, now: datetime | None = None, batch: int = 100) -> int:
-    """Archive and delete sessions past their inactivity deadline; returns how many."""
+    """Archive and delete sessions past their inactivity deadline; returns how many.
+
+    A session's rows are deleted only once an archive of it has been read back with its
+    sha256. One that cannot be archived is kept, counted (``archive_failures``) and retried
+    with backoff. Restored sessions stay until staff release them."""
     now = now or timezone.now()
     expired = list(
-        ChatSession.objects.filter(expires_at__lte=now).values_list("pk", "status")[:batch]
+        ChatSession.objects.filter(expires_at__lte=now, restored_at__isnull=True)
+        .filter(Q(archive_retry_at__isnull=True) | Q(archive_retry_at__lte=now))
+        .order_by("expires_at")
+        .values_list("pk", "status")[:batch]
     )
-    done = 0
+    done = failed_in_a_row = 0
     for session_id, status in expired:
-        # An ended session cannot change any more: its "ended" archive, if written, is complete.
-        archived_at_end = (
-            status == ChatSession.Status.ENDED
-            and SessionArchive.objects.filter(session_id=session_id, reason="ended").exists()
-        )
         try:
-            if not archived_at_end:
-                archive_session(session_id=session_id, reason="expired")
+            _verified_archive(session_id)
         except Exception:
             log.exception("archive_failed", session_id=session_id)
             metrics.incr("archive_failures", reason="expired")
+            _postpone(session_id, now)
+            failed_in_a_row += 1
+            if failed_in_a_row >= STOP_AFTER_FAILURES:
+                # Storage is down, not one object bad: the rest wait for the next run rather
+                # than each paying the storage client's timeouts and retries.
+                log.warning("expiry_stopped_storage_failing", failures=failed_in_a_row)
+                break
             continue
+        failed_in_a_row = 0
         with write_transaction():
-            deleted, _ = ChatSession.objects.filter(pk=session_id, expires_at__lte=now).delete()
+            deleted, _ = ChatSession.objects.filter(
+                pk=session_id, expires_at__lte=now, restored_at__isnull=True
+            ).delete()
         if deleted and status != ChatSession.Status.ENDED:
             metrics.incr("sessions", event="expired")
         done += 1

@@ -65,6 +65,13 @@ class ChatSession(models.Model):
     turn_lease_until = models.DateTimeField(null=True, blank=True)
     # A keyed hash of the creating client's IP (never the address): per-IP session limits.
     client_key = models.CharField(max_length=64, blank=True, default="")
+    # Brought back from its archive for staff (``chat.archives.restore_archive``): read-only,
+    # unknown to clients, left alone by expiry until staff release it.
+    restored_at = models.DateTimeField(null=True, blank=True)
+    restored_by = models.CharField(max_length=150, blank=True, default="")
+    # Expiry could not archive it: tried again at ``archive_retry_at`` (backoff), kept meanwhile.
+    archive_attempts = models.PositiveSmallIntegerField(default=0)
+    archive_retry_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-last_activity"]
@@ -90,6 +97,10 @@ class ChatSession(models.Model):
 
     def is_expired(self, now: datetime | None = None) -> bool:
         return self.status != self.Status.ENDED and (now or timezone.now()) >= self.expires_at
+
+    @property
+    def is_restored(self) -> bool:
+        return self.restored_at is not None
 
 
 class Message(models.Model):
@@ -149,21 +160,57 @@ class Message(models.Model):
 
 
 class SessionArchive(models.Model):
-    """A conversation written to archive storage (gzipped JSON), with what proves it whole."""
+    """A conversation written to archive storage (gzipped JSON), with what proves it whole.
+
+    ``user_id``, the dates and the tickets are copied from the document so that staff can find
+    an archive without reading storage. ``integrity`` is the last check's verdict
+    (``chat.archives.check_archive``): a row is written only after its object was read back with
+    this ``sha256``, so "" means not checked since.
+    """
+
+    class Integrity(models.TextChoices):
+        UNCHECKED = "", "Not checked since written"
+        OK = "ok", "Intact"
+        MISSING = "missing", "Missing from storage"
+        ALTERED = "altered", "Altered (sha256 mismatch)"
+        UNREADABLE = "unreadable", "Unreadable (storage error)"
 
     session_id = models.CharField(max_length=72, db_index=True)
+    user_id = models.CharField(max_length=128, blank=True, default="")
     key = models.CharField(max_length=255, unique=True)
+    backend = models.CharField(max_length=16, blank=True, default="")  # "filesystem" or "s3"
     size = models.PositiveIntegerField()
     sha256 = models.CharField(max_length=64)
     message_count = models.PositiveIntegerField()
     reason = models.CharField(max_length=16)  # "ended" or "expired"
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    integrity = models.CharField(max_length=10, blank=True, default="", choices=Integrity.choices)
+    checked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["user_id", "ended_at"], name="chat_archive_user_idx"),
+            models.Index(fields=["created_at"], name="chat_archive_created_idx"),
+            models.Index(fields=["ended_at"], name="chat_archive_ended_idx"),
+            models.Index(fields=["checked_at"], name="chat_archive_checked_idx"),
+            models.Index(fields=["integrity"], name="chat_archive_integrity_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.key
+
+
+class ArchiveTicket(models.Model):
+    """A ticket opened during an archived conversation: archives are searched by ticket id."""
+
+    archive = models.ForeignKey(SessionArchive, on_delete=models.CASCADE, related_name="tickets")
+    ticket_id = models.CharField(max_length=32, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.ticket_id} in {self.archive_id}"
 
 
 class ReviewItem(models.Model):

@@ -123,7 +123,8 @@ def session_get(*, session_id: Any, allow_ended: bool = True) -> ChatSession:
             "INVALID_SESSION", "The session id is malformed.", details={"field": "sessionId"}
         )
     session = ChatSession.objects.filter(pk=session_id).first()
-    if session is None or session.is_expired():
+    # A session restored from its archive is for staff: to a client it stays gone.
+    if session is None or session.is_expired() or session.is_restored:
         raise ApiError("SESSION_NOT_FOUND", "No such session, or it has expired.")
     if not allow_ended and session.status == ChatSession.Status.ENDED:
         raise ApiError("INVALID_SESSION", "This session has ended.", status=409)

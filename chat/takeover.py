@@ -294,6 +294,8 @@ def add_note(*, session_id: str, agent: Any, text: Any) -> HandoffNote:
     session = ChatSession.objects.filter(pk=session_id).first()
     if session is None:
         raise ApiError("SESSION_NOT_FOUND", "No such session, or it has expired.")
+    if session.is_restored:
+        raise ApiError("INVALID_SESSION", "A restored archive is read-only.", status=409)
     with write_transaction():
         note = HandoffNote.objects.create(session=session, author=display_name(agent), text=content)
         log_staff_action(agent=agent, obj=note, message="Added an internal note.")

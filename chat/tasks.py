@@ -6,9 +6,10 @@ import structlog
 from celery import shared_task
 from django.conf import settings
 
+from chat.archives import verify_archives, write_archive
 from chat.guards.review import purge_expired_clear_text
 from chat.handoff_summary import summarise_handoff
-from chat.lifecycle import archive_session, expire_sessions
+from chat.lifecycle import expire_sessions
 from chat.memory import summarize_session
 from chat.models import ChatSession
 from supportbot import metrics
@@ -43,13 +44,13 @@ def expire_sessions_task() -> int:
     max_retries=8,
 )
 def archive_session_task(session_id: str, reason: str) -> str:
-    """Write a session's archive to storage (idempotent per session and reason).
+    """Write a session's archive to storage and read it back (idempotent per session and reason).
 
     A session that does not exist (deleted, or an id that never was) stays missing: that is
     logged and the task ends, rather than being retried for an hour by a worker.
     """
     try:
-        return archive_session(session_id=session_id, reason=reason).key
+        return write_archive(session_id=session_id, reason=reason).key
     except ChatSession.DoesNotExist:
         log.warning("archive_session_missing", session_id=session_id, reason=reason)
         return ""
@@ -59,6 +60,20 @@ def archive_session_task(session_id: str, reason: str) -> str:
             "archive_failures", reason=reason if reason in ("ended", "expired") else "other"
         )
         raise
+
+
+@shared_task(name="chat.verify_archives")
+def verify_archives_task(limit: int | None = -1) -> dict[str, int]:
+    """Re-read archives against their sha256: a sample (beat, hourly: ARCHIVE_VERIFY_SAMPLE, those
+    checked longest ago first), or every one when ``limit`` is None (the archive browser)."""
+    report = verify_archives(limit=settings.ARCHIVE_VERIFY_SAMPLE if limit == -1 else limit)
+    return {
+        "checked": report.checked,
+        "ok": report.ok,
+        "missing": report.missing,
+        "altered": report.altered,
+        "unreadable": report.unreadable,
+    }
 
 
 @shared_task(name="chat.purge_pii_clear_text")

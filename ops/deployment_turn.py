@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 from asgiref.sync import sync_to_async
-from django.core.files.storage import storages
 from django.db import connections
 
+from chat.archives import delete_archive
 from chat.llm.chain import close_loop_clients, get_chain
 from chat.models import ChatSession, SessionArchive
 from chat.pipeline import run_turn
@@ -58,14 +58,12 @@ def check_knowledge_base(timeout: float) -> Outcome:
 def remove_verify_session(*, session_id: str) -> bool:
     """Delete a verification session (never another: its user id must be ours) with its
     messages and everything else that cascades, and its archives. True if it was found."""
-    storage = storages["archives"]
     with write_transaction():
         deleted, _ = ChatSession.objects.filter(pk=session_id, user_id=VERIFY_USER_ID).delete()
     # A worker may have archived it (an HTTP DELETE queues that); the session row goes first,
     # so an archive task that runs later finds nothing to write.
     for archive in SessionArchive.objects.filter(session_id=session_id):
-        storage.delete(archive.key)
-        archive.delete()
+        delete_archive(archive)
     return bool(deleted)
 
 

@@ -138,3 +138,62 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rule} ({self.status}) since {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class SubjectRequest(models.Model):
+    """The receipt of a data subject's request (``ops.subjects``): who asked for what, when, and
+    how much was exported or erased. It never holds the person's identifier or data: only
+    whether they were looked up by ``userId`` or e-mail address, and counts per kind of data."""
+
+    class Kind(models.TextChoices):
+        EXPORT = "export"
+        ERASE = "erase", "Erasure"
+
+    class MatchedBy(models.TextChoices):
+        USER_ID = "userId", "userId"
+        EMAIL = "email", "E-mail address"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    matched_by = models.CharField(max_length=8, choices=MatchedBy.choices)
+    requested_by = models.CharField(max_length=150)
+    # The request's reference in the team's own records (a ticket number), never the person.
+    reference = models.CharField(max_length=100, blank=True, default="")
+    # {"sessions": 2, "messages": 31, "tickets": 1, "archives": 2, ...}
+    counts = models.JSONField(default=dict, blank=True)
+    completed = models.BooleanField(default=True)
+    note = models.TextField(blank=True, default="")  # why an erasure stopped, if it did
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "subject request receipt"
+        permissions = [
+            ("export_subject", "Can export everything held about a person"),
+            ("erase_subject", "Can erase everything held about a person"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} ({self.created_at:%Y-%m-%d %H:%M})"
+
+
+class RetentionRun(models.Model):
+    """One application of the retention policy (``ops.retention``): what went, per kind."""
+
+    class Trigger(models.TextChoices):
+        BEAT = "beat", "Scheduled"
+        COMMAND = "command", "manage.py apply_retention"
+        ADMIN = "admin", "From the admin"
+
+    trigger = models.CharField(max_length=8, choices=Trigger.choices)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # {"archives": 12, "tickets": 0, ...}: rows (or objects) deleted per kind of data.
+    deleted = models.JSONField(default=dict, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["started_at"], name="ops_retention_started_idx")]
+
+    def __str__(self) -> str:
+        return f"Retention {self.started_at:%Y-%m-%d %H:%M} ({self.get_trigger_display()})"

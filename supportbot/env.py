@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -57,6 +58,14 @@ def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
     if value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
     return value
+
+
+def env_days(name: str) -> float | None:
+    """A retention period in days, or None (unset or empty: kept for ever). At least one hour:
+    a shorter period is a typo more often than a policy."""
+    if not env_str(name):
+        return None
+    return env_float(name, 0.0, minimum=1 / 24)
 
 
 def env_list(name: str, default: list[str] | None = None) -> list[str]:
@@ -125,3 +134,50 @@ def load_settings_or_exit() -> None:
         settings.INSTALLED_APPS  # noqa: B018  (reads the environment)
     except ImproperlyConfigured as exc:
         sys.exit(f"supportbot: {exc}")
+
+
+def env_archive_storage(bucket: str, directory: Path) -> dict[str, object]:
+    """The ``archives`` storage: S3 or Cloudflare R2 when ``bucket`` is set (AWS_S3_ENDPOINT_URL,
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_S3_REGION_NAME, AWS_S3_ADDRESSING_STYLE; R2
+    takes the account's endpoint, region "auto" and path-style addressing), else ``directory``."""
+    if not bucket:
+        return {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {
+                "location": str(directory),
+                # Whole conversations: readable by the service's own user only.
+                "file_permissions_mode": 0o600,
+                "directory_permissions_mode": 0o700,
+            },
+        }
+    from botocore.config import Config  # only an S3 deployment pays for importing botocore
+
+    style = env_str("AWS_S3_ADDRESSING_STYLE")
+    if style not in ("", "auto", "path", "virtual"):
+        raise ImproperlyConfigured(
+            f"AWS_S3_ADDRESSING_STYLE must be path, virtual or auto, not {style!r}"
+        )
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": bucket,
+            "endpoint_url": env_str("AWS_S3_ENDPOINT_URL") or None,
+            "access_key": env_str("AWS_ACCESS_KEY_ID") or None,
+            "secret_key": env_str("AWS_SECRET_ACCESS_KEY") or None,
+            "region_name": env_str("AWS_S3_REGION_NAME") or None,
+            "default_acl": None,
+            "file_overwrite": False,
+            "location": "archives",
+            # Stored as the gzip file it is: with the type guessed from ".json.gz", S3 would
+            # serve it as gzip-encoded JSON and HTTP clients would silently inflate it.
+            "object_parameters": {"ContentType": "application/gzip"},
+            # botocore's defaults (60 s timeouts, several retries) would hold a worker for minutes.
+            # With a client_config, S3Storage ignores its own addressing_style: it goes here.
+            "client_config": Config(
+                connect_timeout=5,
+                read_timeout=30,
+                retries={"max_attempts": 3, "mode": "standard"},
+                s3={"addressing_style": style} if style else None,
+            ),
+        },
+    }

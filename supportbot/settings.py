@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
-from botocore.config import Config as BotoConfig
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 from dotenv import load_dotenv
 
 from supportbot.env import (
+    env_archive_storage,
     env_bool,
+    env_days,
     env_float,
     env_int,
     env_list,
@@ -244,6 +245,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "resume-workflows": {"task": "tools.resume_stale_workflows", "schedule": 60.0},
     "purge-pii-clear-text": {"task": "chat.purge_pii_clear_text", "schedule": 3600.0},
     "evaluate-alerts": {"task": "ops.evaluate_alerts", "schedule": 60.0},
+    "apply-retention": {"task": "ops.apply_retention", "schedule": 3600.0},
+    "verify-archives": {"task": "chat.verify_archives", "schedule": 3600.0},
 }
 # One beat runs the schedule however many are started (ops.scheduler: a lease in the database,
 # renewed every third of BEAT_LEASE_SECONDS; a standby takes over when it lapses).
@@ -253,37 +256,8 @@ BEAT_LEASE_SECONDS = env_float("BEAT_LEASE_SECONDS", 30.0, minimum=1.0)
 # --- storage ----------------------------------------------------------------------------------
 
 AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME")
-if AWS_STORAGE_BUCKET_NAME:
-    _archives: dict[str, object] = {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {
-            "bucket_name": AWS_STORAGE_BUCKET_NAME,
-            "endpoint_url": env_str("AWS_S3_ENDPOINT_URL") or None,
-            "access_key": env_str("AWS_ACCESS_KEY_ID") or None,
-            "secret_key": env_str("AWS_SECRET_ACCESS_KEY") or None,
-            "region_name": env_str("AWS_S3_REGION_NAME") or None,
-            "default_acl": None,
-            "file_overwrite": False,
-            "location": "archives",
-            # Stored as the gzip file it is: with the type guessed from ".json.gz", S3 would
-            # serve it as gzip-encoded JSON and HTTP clients would silently inflate it.
-            "object_parameters": {"ContentType": "application/gzip"},
-            # botocore's defaults (60 s timeouts, several retries) would hold a worker for minutes.
-            "client_config": BotoConfig(
-                connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}
-            ),
-        },
-    }
-else:
-    _archives = {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {
-            "location": str(VAR_DIR / "archives"),
-            # Whole conversations: readable by the service's own user only.
-            "file_permissions_mode": 0o600,
-            "directory_permissions_mode": 0o700,
-        },
-    }
+# S3 or R2 (AWS_* variables, supportbot.env.env_archive_storage) or var/archives.
+_archives = env_archive_storage(AWS_STORAGE_BUCKET_NAME, VAR_DIR / "archives")
 
 STORAGES = {
     "default": {
@@ -293,6 +267,23 @@ STORAGES = {
     "archives": _archives,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# The integrity job (beat, hourly) re-reads this many archives, those checked longest ago first;
+# `manage.py verify_archives --all` and the archive browser check every one on demand.
+ARCHIVE_VERIFY_SAMPLE = env_int("ARCHIVE_VERIFY_SAMPLE", 50, minimum=0)
+# Expiry retries a session it could not archive after 1, 2, 4, … minutes, at most this long.
+ARCHIVE_RETRY_MAX_SECONDS = env_float("ARCHIVE_RETRY_MAX_SECONDS", 3600.0, minimum=1.0)
+
+# --- retention: days per kind of data (unset = kept for ever) ----------------------------------
+# Live sessions and their messages go at expiry (SESSION_TTL_HOURS, archived first); PII review
+# copies after PII_REVIEW_RETENTION_DAYS; metrics' hours after METRICS_RETENTION_DAYS (with the
+# per-customer usage days). ops.retention applies these every hour, in batches.
+RETENTION_ARCHIVES_DAYS = env_days("RETENTION_ARCHIVES_DAYS")
+# Tickets that are resolved, closed or cancelled, counted from their last update.
+RETENTION_TICKETS_DAYS = env_days("RETENTION_TICKETS_DAYS")
+# Decided review items (PII detections, content flags, user reports) and recent security events.
+RETENTION_SECURITY_EVENTS_DAYS = env_days("RETENTION_SECURITY_EVENTS_DAYS")
+RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 500, minimum=1)
 
 # Uploads to the default storage (none of ours yet) are private like the archives.
 FILE_UPLOAD_PERMISSIONS = 0o600

@@ -47,6 +47,7 @@ def use_s3_archives(settings: Any, *, endpoint_url: str, bucket: str) -> None:
             "default_acl": None,
             "file_overwrite": False,
             "location": "archives",
+            "object_parameters": {"ContentType": "application/gzip"},
             # ...plus test-sized timeouts and no retries, so an unreachable endpoint fails in
             # milliseconds. Path-style addressing: the endpoint is an IP, not a bucket domain.
             "client_config": Config(

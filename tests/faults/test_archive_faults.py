@@ -27,6 +27,7 @@ import httpx
 import pytest
 from celery import Celery
 
+from chat.lifecycle import STOP_AFTER_FAILURES
 from tests.fakes.live_server import LiveServer
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.s3_server import ACCESS_KEY, REGION, SECRET_KEY, S3Bucket
@@ -221,8 +222,10 @@ def test_s3_stopped_during_archiving_loses_nothing(
         expiry = send_task(redis_url, "chat.expire_sessions")
         ran = f"chat.expire_sessions[{expiry}] succeeded"
         assert wait_for(lambda: ran in worker.log(), within=20), worker.log_tail()
-        # It tried to archive each session itself (S3 refused it) and deleted none.
-        assert worker.log().count("archive_failed") >= SESSIONS, worker.log_tail()
+        # It tried to archive the sessions itself (S3 refused them; after STOP_AFTER_FAILURES in
+        # a row it leaves the rest to its next run) and deleted none.
+        tried = min(SESSIONS, STOP_AFTER_FAILURES)
+        assert worker.log().count("archive_failed") >= tried, worker.log_tail()
         time.sleep(max(0.0, OUTAGE - (time.monotonic() - down_at)))
         during = session_rows(archive_db, session_ids)
         archived_during = archive_db.query(
