@@ -1,6 +1,7 @@
 """The staff groups of hand-offs, made after every ``migrate`` if they are missing: "Support
 agents" may view the inbox and conversations, take over, reply and resolve; "Supervisors" may also
-reassign and see every item. Existing groups are left as staff edited them."""
+reassign and see every item, restore archives, see retention runs, and answer subject requests
+(export, erase). Existing groups are left as staff edited them."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ AGENT_PERMISSIONS = [
     "chat.view_replydraft",
     "chat.view_rating",
     "chat.view_answerfeedback",
+    "chat.view_sessionarchive",
     "tools.view_ticket",
 ]
 SUPERVISOR_PERMISSIONS = [
@@ -39,6 +41,13 @@ SUPERVISOR_PERMISSIONS = [
     "chat.add_supportexception",
     "chat.change_supportexception",
     "chat.delete_supportexception",
+    # Archives: restore for staff, release, verify (ops.archive_views); retention runs.
+    "chat.change_sessionarchive",
+    "ops.view_retentionrun",
+    # Subject requests (ops.subjects): export and erase everything held about a person.
+    "ops.export_subject",
+    "ops.erase_subject",
+    "ops.view_subjectrequest",
 ]
 GROUPS = {"Support agents": AGENT_PERMISSIONS, "Supervisors": SUPERVISOR_PERMISSIONS}
 

@@ -24,6 +24,8 @@ from chat import wire
 from chat.handoff import OPEN_STATES, current_availability, handoff_view
 from chat.models import ChatSession, Handoff, ReplyDraft
 from chat.wire import display_name
+from ops.archive_status import archives_of, session_state
+from ops.archive_views import CHANGE_PERM
 from ops.staff_api import PERM, visible_items
 from ops.transcripts import render_transcript, session_transcript
 from tools.models import Ticket
@@ -126,7 +128,7 @@ def conversation(request: HttpRequest, session_id: str) -> HttpResponse:
     request.current_app = admin.site.name
     session = ChatSession.objects.filter(pk=session_id).first()
     if session is None:
-        raise Http404("No such conversation (it may have expired and been archived).")
+        return _archived_or_404(request, session_id)
     context = {
         **admin.site.each_context(request),
         "title": f"Conversation {session.pk[:14]}…",
@@ -136,6 +138,22 @@ def conversation(request: HttpRequest, session_id: str) -> HttpResponse:
         "me": request.user.pk,
         "my_name": display_name(request.user),
         "can": _can(request),
+        "archive_state": session_state(session),
+        "can_release": request.user.has_perm(CHANGE_PERM),
         **_side_panel(session),
     }
     return TemplateResponse(request, "ops/conversation.html", context)
+
+
+def _archived_or_404(request: HttpRequest, session_id: str) -> HttpResponse:
+    """A conversation no longer in the database: its archives if it has any, else 404."""
+    archives = archives_of(session_id[:80])
+    if not archives:
+        raise Http404("No such conversation (it may have expired and been archived).")
+    context = {
+        **admin.site.each_context(request),
+        "title": "Conversation archived",
+        "session_id": session_id,
+        "archives": archives,
+    }
+    return TemplateResponse(request, "ops/conversation_archived.html", context, status=404)

@@ -5,7 +5,9 @@ that shows a conversation, and the functions that build its context.
 usage, and the placeholder ``static/chat/watch.js`` follows live. ``session_rows_after`` is the
 rows of that page after a ``seq``, which watch.js fetches as messages arrive, so a live row is
 rendered by the same code as the page. ``review_transcript`` is a review item's page: the
-messages around the item, its own marked.
+messages around the item, its own marked. ``archive_transcript`` is an archive's page: the
+archived document's messages (checked against the archive's sha256 by the caller) in the same
+rows as a session's page.
 
 A message shows as the customer's page shows it: its Markdown rendered (``ops.markdown``, which
 sanitises), an answer's sources as links, its tool calls (folded here), a staff reply under the
@@ -25,6 +27,7 @@ from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.safestring import SafeString
 
+from chat.archives import document_messages
 from chat.models import ChatSession, Message, ReviewItem
 from ops.markdown import render_markdown
 from ops.review import transcript_context
@@ -152,6 +155,25 @@ def session_transcript(session: ChatSession, *, limit: int = TRANSCRIPT_LIMIT) -
         # limit the table is not the whole conversation, so it is not followed.
         "live_session_id": live,
         "rows_url": reverse("ops:transcript_rows", args=[live]) if live else "",
+    }
+
+
+def archive_transcript(
+    document: dict[str, Any], session_id: str, *, limit: int = TRANSCRIPT_LIMIT
+) -> dict[str, Any]:
+    """An archive's transcript: the archived messages (``document_messages``) in ``seq`` order,
+    up to ``limit``, as the session page shows them; never followed live."""
+    messages = sorted(document_messages(document, session_id), key=lambda m: m.seq)
+    return {
+        "detail": True,
+        "rows": [_detail_row(m) for m in messages[:limit]],
+        "empty": not messages,
+        "limit": limit,
+        "more_url": "",
+        "live_session_id": "",
+        "rows_url": "",
+        "total": len(messages),
+        "truncated": len(messages) > limit,
     }
 
 

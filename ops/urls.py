@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import path
 
-from ops import dashboard_views, gaps_views, inbox_views, views
+from ops import archive_views, dashboard_views, gaps_views, inbox_views, subject_views, views
 from ops.transcript_views import transcript_rows
 
 app_name = "ops"
@@ -30,8 +30,45 @@ urlpatterns = [
         name="conversation",
     ),
     path(
+        "ops/archives/verify-all",
+        admin.site.admin_view(archive_views.verify_all),
+        name="archive_verify_all",
+    ),
+    path(
+        "ops/archives/<int:archive_id>/download",
+        admin.site.admin_view(archive_views.download),
+        name="archive_download",
+    ),
+    path(
+        "ops/archives/<int:archive_id>/restore",
+        admin.site.admin_view(archive_views.restore),
+        name="archive_restore",
+    ),
+    path(
+        "ops/archives/<int:archive_id>/verify",
+        admin.site.admin_view(archive_views.verify),
+        name="archive_verify",
+    ),
+    path(
+        "ops/sessions/<str:session_id>/release",
+        admin.site.admin_view(archive_views.release),
+        name="archive_release",
+    ),
+    path(
         "ops/sessions/<str:session_id>/rows",
         admin.site.admin_view(transcript_rows),
         name="transcript_rows",
+    ),
+    path("ops/subjects/", admin.site.admin_view(subject_views.subjects), name="subjects"),
+    path(
+        "ops/subjects/export",
+        admin.site.admin_view(subject_views.export),
+        name="subject_export",
+    ),
+    path("ops/subjects/erase", admin.site.admin_view(subject_views.erase), name="subject_erase"),
+    path(
+        "ops/subjects/receipts/<int:pk>/",
+        admin.site.admin_view(subject_views.receipt),
+        name="subject_receipt",
     ),
 ]

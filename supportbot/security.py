@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Any
 
+import redis
 import structlog
 from django.conf import settings
 from django_redis import get_redis_connection
@@ -116,6 +117,73 @@ def recent_events(kind: str | None = None, limit: int = 100) -> list[dict[str, A
     if kind is not None:
         events = [event for event in events if event.get("kind") == kind]
     return events[:limit]
+
+
+def _older(event: dict[str, Any], cutoff_epoch: float) -> bool:
+    at = event.get("at")
+    # An entry without a readable time cannot prove it is recent: it goes with the old ones.
+    return not isinstance(at, int | float) or isinstance(at, bool) or at < cutoff_epoch
+
+
+def _decoded(raw: Any) -> dict[str, Any]:
+    try:
+        event = json.loads(raw)
+    except (TypeError, ValueError):
+        return {}
+    return event if isinstance(event, dict) else {}
+
+
+def count_before(cutoff_epoch: float) -> int:
+    """How many recent events are older than ``cutoff_epoch`` (Redis list and this process's)."""
+    old = 0
+    if settings.REDIS_URL:
+        try:
+            raws = _redis().lrange(_RECENT_KEY, 0, -1)
+            old += sum(1 for raw in raws if _older(_decoded(raw), cutoff_epoch))
+        except Exception:
+            log.warning("security_recent_unavailable", exc_info=True)
+    with _lock:
+        old += sum(1 for event in _recent if _older(event, cutoff_epoch))
+    return old
+
+
+def _forget_in_redis(cutoff_epoch: float) -> int:
+    """Rewrite the shared list without its old entries, atomically: a process pushing an event
+    meanwhile makes the transaction fail (WATCH), and it is tried again on the new list."""
+    with _redis().pipeline(transaction=True) as pipe:
+        for _attempt in range(5):
+            try:
+                pipe.watch(_RECENT_KEY)
+                raws = pipe.lrange(_RECENT_KEY, 0, -1)
+                kept = [raw for raw in raws if not _older(_decoded(raw), cutoff_epoch)]
+                if len(kept) == len(raws):
+                    pipe.unwatch()
+                    return 0
+                pipe.multi()
+                pipe.delete(_RECENT_KEY)
+                if kept:
+                    pipe.rpush(_RECENT_KEY, *kept)
+                pipe.execute()
+                return len(raws) - len(kept)
+            except redis.WatchError:
+                continue
+    return 0  # five writers in a row: the next run forgets them
+
+
+def forget_before(cutoff_epoch: float) -> int:
+    """Forget the recent events older than ``cutoff_epoch`` (retention); return how many."""
+    forgotten = 0
+    if settings.REDIS_URL:
+        try:
+            forgotten += _forget_in_redis(cutoff_epoch)
+        except Exception:
+            log.warning("security_recent_unavailable", exc_info=True)
+    with _lock:
+        kept = [event for event in _recent if not _older(event, cutoff_epoch)]
+        forgotten += len(_recent) - len(kept)
+        _recent.clear()
+        _recent.extend(kept)
+    return forgotten
 
 
 def clear_recent() -> None:

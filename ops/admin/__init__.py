@@ -8,6 +8,28 @@ ModelAdmins. A model's admin URL follows its app label, not this package: the se
 
 from __future__ import annotations
 
-from ops.admin import alerts, allowlist, handoffs, hours, knowledge, review, sessions
+from ops.admin import (
+    alerts,
+    allowlist,
+    archives,
+    handoffs,
+    hours,
+    knowledge,
+    retention,
+    review,
+    sessions,
+    subjects,
+)
 
-__all__ = ["alerts", "allowlist", "handoffs", "hours", "knowledge", "review", "sessions"]
+__all__ = [
+    "alerts",
+    "allowlist",
+    "archives",
+    "handoffs",
+    "hours",
+    "knowledge",
+    "retention",
+    "review",
+    "sessions",
+    "subjects",
+]

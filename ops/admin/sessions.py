@@ -8,17 +8,22 @@ ending, which archive it first (``chat/lifecycle.py``); a delete button would sk
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
-from django.contrib import admin
-from django.contrib.admin.utils import quote
+from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
 from django.forms import Script
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from chat.models import ChatSession, Message
+from ops.archive_status import archives_of, session_state, states_for_sessions
+from ops.archive_views import CHANGE_PERM
 from ops.transcripts import render_transcript, session_transcript
 
 
@@ -58,11 +63,46 @@ class EscalationFilter(admin.SimpleListFilter):
         return queryset
 
 
+class SessionChangeList(ChangeList):
+    """The admin's list, plus one query for the archives of the listed sessions."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        page = list(self.result_list)  # evaluated once; the template reuses these rows
+        states = states_for_sessions(page)
+        for session in page:
+            session.archive_state = states[session.pk]
+
+
+def _state_html(state: Any, *, compact: bool = False) -> SafeString:
+    context = {"state": state, "compact": compact}
+    return SafeString(render_to_string("ops/_archive_state.html", context))
+
+
+class WhereFilter(admin.SimpleListFilter):
+    """Sessions restored from their archive, or whose archiving keeps failing."""
+
+    title = "where it is"
+    parameter_name = "where"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("restored", "Restored from archive"), ("failing", "Archive failing")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> Any:
+        if self.value() == "restored":
+            return queryset.filter(restored_at__isnull=False)
+        if self.value() == "failing":
+            return queryset.filter(archive_attempts__gt=0)
+        return queryset
+
+
 @admin.register(ChatSession)
 class ChatSessionAdmin(ReadOnlyAdmin):
+    change_form_template = "admin/ops/session_change_form.html"
     list_display = (
         "id",
         "status",
+        "where",
         "handoff_state",
         "user_id",
         "message_count",
@@ -70,11 +110,18 @@ class ChatSessionAdmin(ReadOnlyAdmin):
         "created_at",
         "last_activity",
     )
-    list_filter = ("status", EscalationFilter, "handoff_status", "created_at", "last_activity")
+    list_filter = (
+        "status",
+        WhereFilter,
+        EscalationFilter,
+        "handoff_status",
+        "created_at",
+        "last_activity",
+    )
     search_fields = ("=id", "user_id")
     date_hierarchy = "created_at"
     show_full_result_count = False  # skip the second COUNT(*) over every session
-    readonly_fields = ("transcript", "conversation_link")
+    readonly_fields = ("transcript", "conversation_link", "archive_state_field")
     fieldsets = (
         (
             None,
@@ -82,6 +129,7 @@ class ChatSessionAdmin(ReadOnlyAdmin):
                 "fields": (
                     "id",
                     "status",
+                    "archive_state_field",
                     "conversation_link",
                     "handoff_status",
                     "escalated_at",
@@ -124,6 +172,41 @@ class ChatSessionAdmin(ReadOnlyAdmin):
 
     class Media:
         js = (Script("chat/watch.js", type="module"),)
+        css = {"all": ("ops/archives.css",)}
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return SessionChangeList
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """The session's page, with the banner of a restored session; a session no longer in
+        the database leads to its archives instead of the admin's "doesn't exist"."""
+        session = self.get_object(request, unquote(object_id))
+        if session is None and archives_of(unquote(object_id)):
+            messages.info(request, "This session is no longer in the database: it is archived.")
+            query = urlencode({"q": unquote(object_id)})
+            return HttpResponseRedirect(
+                reverse("admin:chat_sessionarchive_changelist") + "?" + query
+            )
+        context = dict(extra_context or {})
+        if session is not None:
+            context["archive_state"] = session_state(session)
+            context["can_release"] = request.user.has_perm(CHANGE_PERM)
+        return super().change_view(request, object_id, form_url, extra_context=context)
+
+    @admin.display(description="Where")
+    def where(self, obj: ChatSession) -> SafeString:
+        state = getattr(obj, "archive_state", None)
+        return _state_html(state or session_state(obj), compact=True)
+
+    @admin.display(description="Where it is")
+    def archive_state_field(self, obj: ChatSession) -> SafeString:
+        return _state_html(session_state(obj))
 
     @admin.display(description="Hand-off", ordering="handoff_status")
     def handoff_state(self, obj: ChatSession) -> str:

@@ -9,11 +9,15 @@ the Redis channel layer is what carries the frames.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
@@ -160,3 +164,63 @@ def manage_shell(server: LiveServer, code: str) -> str:
     ).stdout
     lines = out.strip().splitlines()
     return lines[-1] if lines else ""
+
+
+# --- staff pages: an offline server, a signed-in admin, screenshots -------------------------------
+
+NO_OVERFLOW_JS = "() => document.documentElement.scrollWidth <= window.innerWidth + 1"
+SignIn = Callable[..., Page]
+
+
+@contextmanager
+def offline_server(folder: Path) -> Iterator[LiveServer]:
+    """A live server with no model at all: the offline assistant answers (deterministic, no fake
+    server); rate limits off; the run's Redis, when it has one, under a prefix of its own."""
+    env = {"RATE_LIMITS_ENABLED": "false"}
+    if os.environ.get("REDIS_URL"):
+        env["REDIS_URL"] = os.environ["REDIS_URL"]
+        env["METRICS_PREFIX"] = f"supportbot-test-{uuid.uuid4().hex[:12]}:metrics"
+    server = LiveServer(folder, env=env).prepare()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go: ``SHOTS``, or the test's temporary folder."""
+    folder = Path(os.environ.get("SHOTS") or tmp_path_factory.mktemp("shots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@contextmanager
+def admin_sign_in(
+    browser: Browser, server: LiveServer, username: str, password: str
+) -> Iterator[SignIn]:
+    """``sign_in(**context_options)`` → a page of a fresh context signed in to the admin; an
+    uncaught script error on any of them fails the test."""
+    contexts: list[BrowserContext] = []
+    errors: list[str] = []
+
+    def open_signed_in(**options: Any) -> Page:
+        context = browser.new_context(base_url=server.base_url, accept_downloads=True, **options)
+        context.set_default_timeout(WAIT_MS)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto("/admin/login/")
+        page.locator("#id_username").fill(username)
+        page.locator("#id_password").fill(password)
+        page.locator("#id_password").press("Enter")
+        page.wait_for_url(re.compile(r"/admin/$"))
+        return page
+
+    try:
+        yield open_signed_in
+    finally:
+        for context in contexts:
+            context.close()
+    assert errors == [], f"uncaught errors in the page: {errors}"
