@@ -20,6 +20,7 @@ BENCHES = [
     "bench.health_bench",
     "bench.metrics_bench",
     "bench.dashboard_bench",
+    "bench.archive_bench",
 ]
 
 
