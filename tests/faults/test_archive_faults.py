@@ -265,6 +265,12 @@ def test_s3_stopped_during_archiving_loses_nothing(
         )
         assert verified == stored
 
+        # The backoff of the sessions expiry could not archive passes, and expiry runs again.
+        archive_db.query(
+            "UPDATE chat_chatsession SET archive_retry_at = now() - interval '1 second' "
+            "WHERE id = ANY(%s) AND archive_retry_at IS NOT NULL",
+            [session_ids],
+        )
         expiry = send_task(redis_url, "chat.expire_sessions")
         deleted = wait_for(lambda: not session_rows(archive_db, session_ids), within=20)
         after = session_rows(archive_db, session_ids)
