@@ -21,14 +21,21 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import ROOT, WAIT_MS, manage_shell, open_chat, send
+from tests.browser.conftest import (
+    ROOT,
+    SignIn,
+    admin_sign_in,
+    manage_shell,
+    open_chat,
+    send,
+)
 from tests.fakes.live_server import LiveServer
 
 pytestmark = pytest.mark.browser
@@ -171,35 +178,10 @@ def staff_account(app_server: LiveServer) -> None:
     )
 
 
-SignIn = Callable[..., Page]
-
-
 @pytest.fixture
 def sign_in(browser: Browser, app_server: LiveServer, staff_account: None) -> Iterator[SignIn]:
-    """``sign_in(**context_options)`` → a page of a fresh context signed in to the admin; an
-    uncaught script error on any of them fails the test."""
-    contexts: list[BrowserContext] = []
-    errors: list[str] = []
-
-    def open_signed_in(**options: Any) -> Page:
-        context = browser.new_context(base_url=app_server.base_url, **options)
-        context.set_default_timeout(WAIT_MS)
-        contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto("/admin/login/")
-        page.locator("#id_username").fill(USERNAME)
-        page.locator("#id_password").fill(PASSWORD)
-        page.locator("#id_password").press("Enter")
-        page.wait_for_url(re.compile(r"/admin/$"))
-        return page
-
-    try:
+    with admin_sign_in(browser, app_server, USERNAME, PASSWORD) as open_signed_in:
         yield open_signed_in
-    finally:
-        for context in contexts:
-            context.close()
-    assert errors == [], f"uncaught errors in the page: {errors}"
 
 
 def evaluate_alerts(server: LiveServer, rules: dict[str, dict[str, Any]] | None) -> dict[str, str]:
