@@ -287,8 +287,8 @@ def load_document(archive: SessionArchive) -> dict[str, Any]:
 def check_archive(archive: SessionArchive) -> str:
     """Re-read one archive and record the verdict (``Integrity``); a bad one is counted."""
     try:
-        state = Integrity.OK if sha256(read_object(archive.key)) == archive.sha256 else ""
-        state = state or Integrity.ALTERED
+        intact = sha256(read_object(archive.key)) == archive.sha256
+        state: str = Integrity.OK if intact else Integrity.ALTERED
     except ArchiveError as exc:
         state = exc.state
     return record_integrity(archive, state)

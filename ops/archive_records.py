@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from ops.archive_status import when
+from ops.transcripts import staff_time
 
 # The fields of each kind of record, as (document key, column heading); times are epoch ms.
 HANDOFF_FIELDS = (
@@ -50,7 +50,7 @@ def _cell(key: str, value: Any) -> str:
     if key in TIME_KEYS:
         if isinstance(value, bool) or not isinstance(value, int | float):
             return ""
-        return when(datetime.fromtimestamp(value / 1000, tz=UTC))
+        return staff_time(datetime.fromtimestamp(value / 1000, tz=UTC))
     return str(value)
 
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.contrib.admin.utils import quote
 from django.urls import reverse
-from django.utils import formats, timezone
 
 from chat.models import ChatSession, SessionArchive
+from ops.transcripts import staff_time
 
 Integrity = SessionArchive.Integrity
 BAD_INTEGRITY = (Integrity.MISSING, Integrity.ALTERED, Integrity.UNREADABLE)
@@ -28,11 +27,6 @@ STATE_LABELS = {
     "archived": "Ended, archived",
     "restored": "Restored from archive (read-only)",
 }
-
-
-def when(value: datetime | None) -> str:
-    """A time as staff pages show it (local time, to the second); "" for none."""
-    return formats.date_format(timezone.localtime(value), "Y-m-d H:i:s") if value else ""
 
 
 def archive_url(archive_id: int) -> str:
@@ -95,7 +89,7 @@ def _failing(session: ChatSession) -> str:
     attempts = session.archive_attempts
     text = f"archive failing: {attempts} attempt{'s' if attempts != 1 else ''}"
     if session.archive_retry_at is not None:
-        text += f", next try at {when(session.archive_retry_at)}"
+        text += f", next try at {staff_time(session.archive_retry_at)}"
     return text
 
 
@@ -111,7 +105,7 @@ def _state(session: ChatSession, archives: list[ArchiveLink]) -> SessionState:
         state=state,
         archives=tuple(archives),
         restored_by=session.restored_by,
-        restored_at=when(session.restored_at),
+        restored_at=staff_time(session.restored_at),
         failing=_failing(session),
     )
 

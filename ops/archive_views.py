@@ -43,9 +43,8 @@ from ops.archive_status import (
     archives_of,
     session_admin_url,
     sessions_in_database,
-    when,
 )
-from ops.transcripts import archive_transcript, render_transcript
+from ops.transcripts import archive_transcript, render_transcript, staff_time
 
 log = structlog.get_logger("ops.archive_views")
 
@@ -182,7 +181,7 @@ def archive_page(request: HttpRequest, object_id: str) -> HttpResponse:
             summary=str(document.get("summary") or ""),
             records=archived_records(document),
         )
-    context["checked_at"] = when(archive.checked_at)
+    context["checked_at"] = staff_time(archive.checked_at)
     return TemplateResponse(request, "ops/archive.html", context)
 
 
@@ -208,9 +207,9 @@ def _record_context(request: HttpRequest, archive: SessionArchive) -> dict[str, 
         ).first(),
         "other_archives": others,
         "can_change": request.user.has_perm(CHANGE_PERM),
-        "started": when(archive.started_at),
-        "ended": when(archive.ended_at),
-        "recorded": when(archive.created_at),
+        "started": staff_time(archive.started_at),
+        "ended": staff_time(archive.ended_at),
+        "recorded": staff_time(archive.created_at),
         "history_url": reverse("admin:chat_sessionarchive_history", args=[archive.pk]),
         "list_url": reverse("admin:chat_sessionarchive_changelist"),
     }

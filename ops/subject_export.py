@@ -23,6 +23,7 @@ from ops.subjects import Holdings, Subject, find_holdings, record_receipt
 from supportbot.errors import ms
 from supportbot.models import UsageDay
 from tools.models import Ticket, WorkflowExecution
+from tools.workflows.wire import execution_wire
 
 log = structlog.get_logger("ops.subjects")
 
@@ -180,20 +181,11 @@ def _review_item(item: ReviewItem) -> dict[str, Any]:
 
 
 def _workflow(execution: WorkflowExecution) -> dict[str, Any]:
+    """The execution as ``/api/workflow/*`` shows it, with its session and parameters."""
     return {
-        "executionId": execution.pk,
-        "workflowType": execution.workflow_type,
+        **execution_wire(execution),
         "sessionId": execution.session_id,
-        "status": execution.status,
         "parameters": execution.parameters,
-        "result": execution.result,
-        "error": execution.error,
-        "createdAt": ms(execution.created_at),
-        "finishedAt": ms(execution.finished_at),
-        "steps": [
-            {"name": s.name, "status": s.status, "result": s.result, "error": s.error}
-            for s in execution.steps.all()
-        ],
     }
 
 

@@ -71,7 +71,8 @@ class TranscriptRow:
     status: str = ""
 
 
-def _when(value: datetime | None) -> str:
+def staff_time(value: datetime | None) -> str:
+    """A time as staff pages show it (local time, to the second); "" for none."""
     return formats.date_format(timezone.localtime(value), "Y-m-d H:i:s") if value else ""
 
 
@@ -111,7 +112,7 @@ def _row(message: Message, *, anchor: bool = False) -> TranscriptRow:
         seq=message.seq,
         role=message.role,
         role_display=_role_display(message),
-        time=_when(message.created_at),
+        time=staff_time(message.created_at),
         content=message.content,
         html=render_markdown(message.content),
         sources=_sources(message),
