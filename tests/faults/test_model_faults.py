@@ -42,7 +42,10 @@ SCRIPT = {
 }
 # The longest a client may wait for a turn whose model never answers: every attempt waits out
 # the first-token timeout, with a backoff between attempts, then the offline assistant answers.
-NO_ANSWER_BOUND = (MAX_RETRIES + 1) * FIRST_TOKEN_TIMEOUT + MAX_RETRIES * RETRY_MAX_DELAY + 2.0
+# The 3 s of slack covers five scenarios sharing two loaded cores in CI (6.36 s was seen against
+# a bound of 6.2 s); the defect it guards against, one budget of attempts per round of the
+# offline assistant's tool calls, costs at least 8.4 s.
+NO_ANSWER_BOUND = (MAX_RETRIES + 1) * FIRST_TOKEN_TIMEOUT + MAX_RETRIES * RETRY_MAX_DELAY + 3.0
 STALL_BOUND = FIRST_TOKEN_TIMEOUT + INTER_TOKEN_TIMEOUT + 2.0
 
 
