@@ -419,7 +419,7 @@ async def _run_tools(
                 call_id=call.id, name=call.name, arguments=call.arguments, ctx=ctx
             )
         answer.tool_calls.append(outcome.wire())
-        answer.cite(outcome.citations)
+        answer.consider(outcome.citations)
         messages.append({"role": "tool", "tool_call_id": call.id, "content": outcome.for_model()})
 
 

@@ -24,6 +24,8 @@ class Answer:
     parts: list[str] = field(default_factory=list)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     citations: list[dict[str, str]] = field(default_factory=list)
+    # Articles the tools returned (kb_search): cited only if the answer links or names them.
+    found: list[dict[str, str]] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
@@ -42,6 +44,24 @@ class Answer:
                 seen.add(citation.get("id"))
                 self.citations.append(dict(citation))
 
+    def consider(self, citations: Any) -> None:
+        """Articles a tool returned: cited if the answer turns out to use them."""
+        self.found += [dict(citation) for citation in citations]
+
+    def used_citations(self) -> list[dict[str, str]]:
+        """What the model cited itself, then the articles the tools returned that the answer
+        links (by URL) or names (by title): a search result the answer ignored is no source."""
+        text = self.text.casefold()
+        cited = [dict(c) for c in self.citations]
+        seen = {c.get("id") for c in cited}
+        for citation in self.found:
+            url, title = citation.get("url") or "", citation.get("title") or ""
+            used = (url and url.casefold() in text) or (title and title.casefold() in text)
+            if used and citation.get("id") not in seen:
+                seen.add(citation.get("id"))
+                cited.append(dict(citation))
+        return cited
+
     def record(self, *, complete: bool, processing_ms: int) -> AnswerRecord:
         """The answer as the store keeps it (complete, or cut off with what it has)."""
         finish = self.finish
@@ -55,7 +75,7 @@ class Answer:
             completion_tokens=self.completion_tokens,
             processing_ms=processing_ms,
             tool_calls=self.tool_calls,
-            citations=self.citations,
+            citations=self.used_citations(),
         )
 
 

@@ -25,10 +25,16 @@ def tool_messages(request: Any) -> list[dict[str, Any]]:
     return [m for m in request.body["messages"] if m.get("role") == "tool"]
 
 
+ANSWER = (
+    "Use the forgot-password page: see [Resetting or changing your password]"
+    "(https://help.nimbus.example/articles/reset-password)."
+)
+
+
 async def test_the_model_searches_then_answers_with_the_result(api, primary, kb) -> None:
     primary.script(
         tool_call("kb_search", {"query": "reset my password"}, call_id="call_a"),
-        Reply("Use Settings, then Security, then Reset password."),
+        Reply(ANSWER),
     )
     session_id = await new_session(api)
     body = (await send(api, session_id, "I forgot my password")).json()
@@ -44,7 +50,7 @@ async def test_the_model_searches_then_answers_with_the_result(api, primary, kb)
     found = json.loads(result["content"])
     assert found["results"][0]["id"] == "kb_002"
 
-    assert body["response"] == "Use Settings, then Security, then Reset password."
+    assert body["response"] == ANSWER
     (call,) = body["toolCalls"]
     assert (call["id"], call["tool"], call["status"], call["attempts"]) == (
         "call_a",
@@ -54,9 +60,22 @@ async def test_the_model_searches_then_answers_with_the_result(api, primary, kb)
     )
     assert call["arguments"] == {"query": "reset my password"}
     assert isinstance(call["executionTime"], int)
-    assert body["metadata"]["citations"][0]["id"] == "kb_002"
+    # Of the articles the search returned, only the one the answer links is a source.
+    assert len(found["results"]) > 1
+    assert [c["id"] for c in body["metadata"]["citations"]] == ["kb_002"]
     stored = await Message.objects.aget(pk=body["messageId"])
     assert stored.tool_calls == body["toolCalls"]
+
+
+async def test_a_search_result_the_answer_does_not_use_is_not_cited(api, primary, kb) -> None:
+    primary.script(
+        tool_call("kb_search", {"query": "reset my password"}, call_id="call_a"),
+        Reply("Use Settings, then Security, then Reset password."),
+    )
+    session_id = await new_session(api)
+    body = (await send(api, session_id, "I forgot my password")).json()
+    assert body["toolCalls"][0]["status"] == "success"
+    assert body["metadata"]["citations"] == []
 
 
 async def test_an_invalid_argument_goes_back_to_the_model_which_corrects_it(
