@@ -35,7 +35,7 @@ OFFERS = ("ticket", "person", "either")
 METRICS = ("fact", "citation_precision", "citation_recall", "offer", "tools")
 # What the issue asks of the offline assistant on the held-out part.
 TARGETS = {"fact": 0.85, "citation_precision": 0.8, "offer": 0.95}
-# File stem → part name.
+# File stem prefix → part name: held_out.yaml, held_out_2.yaml … and tune.yaml, tune_more.yaml …
 PARTS = {"held_out": "held-out", "tune": "tune"}
 MAX_TURNS = 10
 MAX_USER_CHARS = 4000
@@ -108,12 +108,17 @@ class Scored:
 # --- loading -----------------------------------------------------------------------------------
 
 
+def part_of(path: Path) -> str:
+    """The part a case file belongs to, by the start of its name (else the name itself)."""
+    return next((part for prefix, part in PARTS.items() if path.stem.startswith(prefix)), path.stem)
+
+
 def load_cases(folder: Path, parts: Iterable[str] | None = None) -> list[Case]:
     """Every case of the ``*.yaml`` files in ``folder`` (the part is the file's stem), checked."""
     wanted = set(parts) if parts is not None else None
     cases: list[Case] = []
     for path in sorted(folder.glob("*.yaml")):
-        part = PARTS.get(path.stem, path.stem)
+        part = part_of(path)
         if wanted is not None and part not in wanted:
             continue
         try:

@@ -19,6 +19,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
+from chat.llm import compose, compose_say
 from chat.llm.base import (
     CompletionRequest,
     Finish,
@@ -29,18 +30,15 @@ from chat.llm.base import (
 )
 from supportbot.ids import new_tool_call_id
 from tools.kb.query import query_terms
-from tools.kb.search import RELEVANCE_FLOOR, ArticleHit, search_articles
+from tools.kb.search import ArticleHit, search_articles
 
-MIN_RELEVANCE = RELEVANCE_FLOOR
-# A second or third passage must be at least this fraction as relevant as the first.
-RELATIVE_RELEVANCE = 0.5
-MAX_PASSAGES = 3
 MAX_QUESTION_CHARS = 1000  # only the start of a pasted log is worth searching
 
+# Said once per conversation, after the first answer (the page shows a badge after that).
 OFFLINE_NOTICE = (
-    "I'm the offline assistant, answering without a language model right now: what follows "
-    "comes straight from the help centre."
+    "_I'm answering without a language model right now, straight from the help centre._"
 )
+SUMMARY_TAG = "<conversation_summary>"  # how chat.memory hands earlier turns to a model
 
 _TICKET_ID_RE = re.compile(r"\bTKT-[A-Z0-9]{4,16}\b", re.IGNORECASE)
 _OPEN_TICKET_RE = re.compile(
@@ -156,14 +154,6 @@ def search_text(question: str) -> str:
     return " ".join(text.split())
 
 
-def relevant_hits(hits: Sequence[Passage | ArticleHit]) -> list[Passage | ArticleHit]:
-    """The hits worth quoting: above the threshold, close to the best one, at most three."""
-    if not hits or hits[0].relevance < MIN_RELEVANCE:
-        return []
-    floor = max(MIN_RELEVANCE, hits[0].relevance * RELATIVE_RELEVANCE)
-    return [hit for hit in hits if hit.relevance >= floor][:MAX_PASSAGES]
-
-
 @dataclass(frozen=True)
 class Passage:
     """A knowledge-base passage to quote: a search hit, or an entry of a ``kb_search`` result."""
@@ -193,19 +183,28 @@ def compose_reply(
     question: str,
     hits: Sequence[Passage | ArticleHit],
     findings: ToolFindings | None = None,
+    earlier: Sequence[str] = (),
+    first_answer: bool = True,
 ) -> OfflineReply:
     """The offline answer to ``question`` given its search ``hits`` (best first) and, when the
-    tools ran, what they found (``findings``; without it the answer says what to do instead)."""
+    tools ran, what they found (``findings``; without it the answer says what to do instead).
+    ``earlier`` are the conversation's earlier user messages (a plan or platform named there
+    still counts); the notice that no model is answering ends only the ``first_answer``."""
     intents = detect_intents(question)
     if intents.small_talk_only:
         return _reply([_small_talk_block(intents)], [])
-    passages = relevant_hits(hits)
-    blocks = [
-        OFFLINE_NOTICE,
-        *_request_blocks(intents, findings),
-        *_passage_blocks(passages, needs_tools=intents.needs_tools),
-    ]
-    return _reply(blocks, passages)
+    blocks = _request_blocks(intents, findings)
+    answer, cited = compose_say.answer_blocks(
+        question,
+        topic=search_text(question),
+        hit_ids=[hit.id for hit in hits],
+        earlier=earlier,
+        needs_tools=intents.needs_tools,
+    )
+    blocks += answer
+    if first_answer:
+        blocks.append(OFFLINE_NOTICE)
+    return _reply(blocks, cited)
 
 
 def _small_talk_block(intents: Intents) -> str:
@@ -315,25 +314,6 @@ def handoff_block(status: dict[str, Any], *, opened_ticket: str = "") -> str:
     )
 
 
-def _passage_blocks(passages: Sequence[Passage | ArticleHit], *, needs_tools: bool) -> list[str]:
-    """The quoted passages with links to their articles, or (for a plain question) the plain
-    statement that the help centre has nothing on it."""
-    if passages:
-        lead = "This is what the help centre says" if needs_tools else "Here is what I found"
-        blocks = [f"{lead}:" if len(passages) == 1 else f"{lead}, most relevant first:"]
-        for hit in passages:
-            quoted = "\n".join(f"> {line}" if line else ">" for line in hit.passage.splitlines())
-            blocks.append(f"**[{hit.title}]({hit.url})**\n{quoted}")
-        return blocks
-    if not needs_tools:
-        return [
-            "I couldn't find anything in the help centre about that, and I'd rather not guess. "
-            'You can ask for a human agent ("talk to a human"), or describe the problem in '
-            "detail so an agent can open a ticket for you."
-        ]
-    return []
-
-
 def _when(epoch_ms: Any) -> str:
     if not isinstance(epoch_ms, int):
         return "soon"
@@ -372,12 +352,12 @@ def _created_block(created: dict[str, Any]) -> str:
     )
 
 
-def _reply(blocks: list[str], passages: Sequence[Passage | ArticleHit]) -> OfflineReply:
+def _reply(blocks: list[str], sources: Sequence[compose.Article]) -> OfflineReply:
     # One chunk per block, so the answer streams paragraph by paragraph like a model's would.
     chunks = tuple(
         block + ("\n\n" if i < len(blocks) - 1 else "") for i, block in enumerate(blocks)
     )
-    citations = tuple({"id": hit.id, "title": hit.title, "url": hit.url} for hit in passages)
+    citations = tuple({"id": a.id, "title": a.title, "url": a.url} for a in sources)
     return OfflineReply(chunks=chunks, citations=citations)
 
 
@@ -412,6 +392,17 @@ def _user_texts(messages: Sequence[dict[str, Any]]) -> list[str]:
     return [
         m["content"] for m in messages if m.get("role") == "user" and isinstance(m["content"], str)
     ]
+
+
+def _answered_before(messages: Sequence[dict[str, Any]]) -> bool:
+    """Whether this conversation already had an answer (so the offline notice was given): an
+    assistant message before this turn, or a summary of earlier turns."""
+    before = messages[: len(messages) - len(_this_turn(messages))]
+    return any(
+        (m.get("role") == "assistant" and m.get("content"))
+        or (m.get("role") == "system" and str(m.get("content")).startswith(SUMMARY_TAG))
+        for m in before
+    )
 
 
 def _ticket_request(question: str, messages: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
@@ -532,12 +523,21 @@ class OfflineAssistant:
                 return
         if any(m.get("role") == "tool" for m in turn):
             findings, hits = _findings(turn)
-        elif not offered:
+        # kb_search leaves out hits below its relevance floor, which is tuned for models; the
+        # composer judges a hit by what its article holds (compose_say.confidence), so it
+        # looks at the ranking below the floor too.
+        if not hits and (findings is None or findings.searched):
             topic = search_text(question)
             if topic and not detect_intents(question).small_talk_only:
                 result = await sync_to_async(search_articles)(query=topic, max_results=5)
                 hits = result.hits
-        reply = compose_reply(question=question, hits=hits, findings=findings)
+        reply = await sync_to_async(compose_reply)(
+            question=question,
+            hits=hits,
+            findings=findings,
+            earlier=_user_texts(request.messages)[:-1],
+            first_answer=not _answered_before(request.messages),
+        )
         for chunk in reply.chunks:
             yield TextDelta(chunk)
         yield Finish(

@@ -28,6 +28,12 @@ def _stem(word: str) -> str:
     return word
 
 
+def stem(word: str) -> str:
+    """``word`` (lower case) with a common English suffix stripped: the light stemming passages
+    are picked by, shared with the offline assistant's composer."""
+    return _stem(word)
+
+
 def key_terms(text: str) -> frozenset[str]:
     """The stems of the words a search would look for in ``text`` (stop words dropped): what
     two questions must share to be about the same thing (the knowledge-gap report groups by it)."""
