@@ -9,7 +9,10 @@ PYTHON ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3 p
 	>/dev/null 2>&1 && { command -v $$p; break; }; done)
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# Two installs: what running needs (`make run`, `make worker`), and that plus the test, lint and
+# benchmark tools (`make test`, `make lint`, `make bench`; `make install` is this one).
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -21,16 +24,23 @@ help:
 	@echo "make bench  run the benchmarks under bench/"
 	@echo "make lint   ruff and mypy"
 
-$(STAMP): pyproject.toml
+# Not an editable install: the project runs from this folder (pyproject lists no packages), so
+# the install brings the dependencies and the version only; an editable one would add nothing
+# but setuptools' warning about folders named like the package.
+$(RUN_STAMP): pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then echo "supportbot needs Python 3.12 or newer (Django 6); none found" >&2; exit 1; fi
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	@touch $(STAMP)
+	$(PY) -m pip install --quiet '.'
+	@touch $(RUN_STAMP)
 
-install: $(STAMP)
+$(DEV_STAMP): $(RUN_STAMP)
+	$(PY) -m pip install --quiet '.[dev]'
+	@touch $(DEV_STAMP)
 
-run: $(STAMP)
+install: $(DEV_STAMP)
+
+run: $(RUN_STAMP)
 	@$(PY) manage.py migrate --noinput
 	@$(PY) manage.py loadkb
 	@$(PY) manage.py ensure_admin
@@ -50,7 +60,7 @@ run: $(STAMP)
 
 # A worker and a beat (standing by while another beat holds the schedule), for more workers
 # beside `make run` or on other machines.
-worker: $(STAMP)
+worker: $(RUN_STAMP)
 	@trap 'kill $$worker $$beat 2>/dev/null; wait $$worker $$beat 2>/dev/null' EXIT INT TERM; \
 	$(VENV)/bin/celery -A supportbot worker --loglevel=INFO --pool=threads --concurrency=4 & \
 	worker=$$!; \
@@ -58,17 +68,17 @@ worker: $(STAMP)
 	beat=$$!; \
 	wait -n $$worker $$beat
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(PY) bench/run.py
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
-format: $(STAMP)
+format: $(DEV_STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .

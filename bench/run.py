@@ -21,6 +21,8 @@ BENCHES = [
     "bench.metrics_bench",
     "bench.dashboard_bench",
     "bench.archive_bench",
+    "bench.first_token_bench",
+    "bench.eval_bench",
 ]
 
 

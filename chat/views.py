@@ -1,14 +1,20 @@
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
 from chat.models import ChatSession
-from chat.sessions import session_create, session_get
+from chat.sessions import session_create, session_end, session_get
+from chat.suggestions import suggested_questions
+from supportbot.branding import page_brand
 from supportbot.clients import client_ip
 from supportbot.errors import ApiError
+from supportbot.pages import html_page, page_refusal
 
 SESSION_COOKIE = "supportbot_session"
 # Matches the inactivity expiry; the server refuses an expired id anyway.
@@ -27,6 +33,13 @@ def page_session(*, cookie_value: str | None, client_ip: str = "") -> ChatSessio
     return session_create(client_ip=client_ip)
 
 
+def page_context() -> dict[str, Any]:
+    """What the chat page's template shows besides the conversation: the brand (name, colour,
+    avatar, greeting) and the suggested questions of a new conversation."""
+    return {"brand": page_brand(), "suggestions": suggested_questions()}
+
+
+@html_page
 def chat_page(request: HttpRequest) -> HttpResponse:
     """The chat page; the session id travels in an HttpOnly cookie and a data- attribute."""
     try:
@@ -34,25 +47,35 @@ def chat_page(request: HttpRequest) -> HttpResponse:
             cookie_value=request.COOKIES.get(SESSION_COOKIE), client_ip=client_ip(request)
         )
     except ApiError as refused:
-        # A session limit: say so on a page (this is the one HTML answer to it).
-        response = render(
-            request, "chat/limited.html", {"message": refused.message}, status=refused.status
-        )
-        if refused.retry_after is not None:
-            response["Retry-After"] = str(refused.retry_after)
-        return response
-    response = render(request, "chat/index.html", {"session_id": session.pk})
+        # A session limit: a page that says how long to wait (with Retry-After and the code
+        # the security log recorded), never the API's JSON.
+        return page_refusal(request, refused, template="chat/limited.html")
+    response = render(request, "chat/index.html", {"session_id": session.pk, **page_context()})
     _set_session_cookie(response, session.pk)
     return response
 
 
 @require_POST
 def new_conversation(request: HttpRequest) -> JsonResponse:
-    """POST /conversation/new: a fresh session, named by the cookie from now on (CSRF-checked)."""
+    """POST /conversation/new: a fresh session, named by the cookie from now on (CSRF-checked).
+
+    The session it replaces (the cookie's) is ended first, as "End conversation" ends it: a
+    person pressing the button holds one live session, never a pile that fills the per-IP
+    limit of sessions at once. A fetch of the page's script, so its refusals stay JSON."""
+    end_replaced_session(request.COOKIES.get(SESSION_COOKIE))
     session = session_create(client_ip=client_ip(request))
     response = JsonResponse({"sessionId": session.pk}, status=201)
     _set_session_cookie(response, session.pk)
     return response
+
+
+def end_replaced_session(cookie_value: str | None) -> None:
+    """End the live session the cookie names, if any; a missing, malformed, unknown, expired or
+    already ended one needs no ending (the new conversation starts all the same)."""
+    if not cookie_value:
+        return
+    with contextlib.suppress(ApiError):
+        session_end(session_id=cookie_value)
 
 
 def _set_session_cookie(response: HttpResponse, session_id: str) -> None:

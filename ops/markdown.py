@@ -3,7 +3,9 @@ that shows a message uses (transcripts, live rows, and whatever shows a message 
 
 Why on the server: staff pages are Django templates, and a row fetched live must look exactly
 like the one on the first page load, so the HTML is made in one place, in Python. The customer's
-page renders the same Markdown in its browser (``static/chat/markdown.js``) with DOM nodes only.
+page renders the same Markdown in its browser (``static/chat/markdown.js``, markdown-it and
+DOMPurify), under the same rules: both read ``static/chat/markdown-rules.json`` (parser options,
+link schemes, allowed tags and attributes); only the heading shift is each page's own.
 
 Why two steps: markdown-it-py is configured not to make anything dangerous (raw HTML disabled, so
 typed HTML stays text; links only to http, https and mailto; images never become ``<img>``), and
@@ -15,8 +17,9 @@ in front of staff, who are logged in to the admin.
 
 from __future__ import annotations
 
-import re
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import nh3
@@ -26,40 +29,20 @@ from markdown_it import MarkdownIt
 from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
 
-# Schemes a link may have; anything else (javascript:, data:, vbscript:, relative or
+# The rules both renderers share (see the module docstring).
+RULES_PATH = Path(__file__).resolve().parents[1] / "static" / "chat" / "markdown-rules.json"
+RULES: dict[str, Any] = json.loads(RULES_PATH.read_text(encoding="utf-8"))
+# What a link may start with; anything else (javascript:, data:, vbscript:, relative or
 # protocol-relative URLs) is left as the text that was typed.
-LINK_SCHEMES = frozenset({"http", "https", "mailto"})
-_ALLOWED_LINK = re.compile(r"(?:https?://[^/\s]|mailto:[^\s])", re.IGNORECASE)
+LINK_PREFIXES: tuple[str, ...] = tuple(RULES["linkPrefixes"])
+LINK_SCHEMES = frozenset(prefix.split(":", 1)[0] for prefix in LINK_PREFIXES)
 # A message's "# Title" is a heading inside an admin page, under the page's own h1 and the
 # fieldset's h2: it starts at h3.
 HEADING_SHIFT = 2
 
-ALLOWED_TAGS = frozenset(
-    {
-        "p",
-        "br",
-        "strong",
-        "em",
-        "del",
-        "code",
-        "pre",
-        "blockquote",
-        "ul",
-        "ol",
-        "li",
-        "a",
-        *(f"h{level}" for level in range(1 + HEADING_SHIFT, 7)),
-        "table",
-        "thead",
-        "tbody",
-        "tr",
-        "th",
-        "td",
-        "hr",
-    }
-)
+ALLOWED_TAGS = frozenset({*RULES["tags"], *(f"h{level}" for level in range(1 + HEADING_SHIFT, 7))})
 # rel is not listed: nh3 sets it on every link (link_rel) and would refuse the combination.
-ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}}
+ALLOWED_ATTRIBUTES = {tag: frozenset(names) for tag, names in RULES["attributes"].items()}
 LINK_REL = "noopener noreferrer nofollow"
 
 
@@ -67,14 +50,28 @@ class MessageMarkdown(MarkdownIt):
     """CommonMark with tables and strikethrough, no raw HTML, no linkify, safe links only."""
 
     def __init__(self) -> None:
-        super().__init__("commonmark", {"html": False, "linkify": False, "typographer": False})
-        self.enable(["table", "strikethrough"])
-        self.add_render_rule("image", _image_as_link)
+        parser = RULES["markdown"]
+        super().__init__(parser["preset"], dict(parser["options"]))
+        self.enable(list(parser["enable"]))
+        if parser["imagesAsLinks"]:
+            self.add_render_rule("image", _image_as_link)
         self.core.ruler.push("staff_tags", _staff_tags)
 
     def validateLink(self, url: str) -> bool:  # markdown-it names it so
         # A link or image that fails this is not parsed as one: its source stays visible as text.
-        return bool(_ALLOWED_LINK.match(url.strip()))
+        return link_allowed(url)
+
+
+def link_allowed(url: str) -> bool:
+    """Whether ``url`` starts with an allowed prefix followed by something that is neither a
+    blank nor a slash (``https:///x`` and ``mailto: x`` are not links). markdown.js has the
+    same function."""
+    url = url.strip()
+    for prefix in LINK_PREFIXES:
+        if url[: len(prefix)].lower() == prefix:
+            rest = url[len(prefix) :]
+            return bool(rest) and not rest[0].isspace() and rest[0] != "/"
+    return False
 
 
 def _staff_tags(state: StateCore) -> None:

@@ -12,6 +12,7 @@ from chat.api import router as chat_router
 from chat.feedback_api import router as feedback_router
 from chat.handoff_api import router as handoff_router
 from chat.tools_api import router as chat_tools_router
+from chat.widget_api import router as widget_router
 from ops.api import router as ops_router
 from ops.staff_api import router as staff_router
 from supportbot.errors import ApiError, describe_validation_errors
@@ -31,6 +32,7 @@ api.add_router("", chat_router)
 api.add_router("", chat_tools_router)
 api.add_router("", feedback_router)
 api.add_router("", handoff_router)
+api.add_router("", widget_router)
 api.add_router("", ops_router)
 api.add_router("", staff_router)
 

@@ -28,9 +28,9 @@ if "daphne.server" in sys.modules:  # plain `daphne`: 1009 for huge frames, 413 
 
     use_our_factories()
 if "daphne.cli" in sys.modules:  # daphne's access log is built after this import
-    from supportbot.logconfig import use_masked_access_log
+    from supportbot.logconfig import use_server_access_log
 
-    use_masked_access_log()
+    use_server_access_log()
 
 # Only the web server checks messages: its content filter loads while it starts listening
 # (management commands and the Celery worker never pay for the model).

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -181,3 +182,34 @@ def env_archive_storage(bucket: str, directory: Path) -> dict[str, object]:
             ),
         },
     }
+
+
+def env_origins(name: str) -> list[str]:
+    """Read a comma-separated list of web origins (``https://shop.example``, with a port when
+    not the scheme's default): scheme and host only, no path, no wildcard. They go into a CSP
+    ``frame-ancestors`` and are compared with ``location.origin``, so a typo is an error."""
+    origins = []
+    for item in env_list(name):
+        parts = urlsplit(item)
+        try:
+            parts.port  # noqa: B018  (raises on a port that is not a number)
+        except ValueError:
+            parts = urlsplit("")
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or "*" in item
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+            or parts.username is not None
+        ):
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not an origin like https://shop.example or "
+                "http://localhost:8080"
+            )
+        netloc = parts.netloc.lower()
+        if parts.port == {"http": 80, "https": 443}[parts.scheme]:
+            netloc = netloc.rsplit(":", 1)[0]  # browsers name the default port by leaving it out
+        origins.append(f"{parts.scheme}://{netloc}")
+    return origins

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime
 from typing import Any
@@ -125,6 +126,19 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> ApiError:
             "MISSING_REQUIRED_FIELD", f"Missing or invalid field(s): {names}.", details=details
         )
     return ApiError("INVALID_FIELD_VALUE", f"Invalid field(s): {names}.", details=details)
+
+
+def wait_in_words(seconds: float) -> str:
+    """A wait as a person reads it ("about 14 minutes"), for messages that say when to try again:
+    a bare number of seconds means little to someone locked out for a quarter of an hour."""
+    whole = max(1, math.ceil(seconds))
+    if whole < 60:
+        return "1 second" if whole == 1 else f"{whole} seconds"
+    minutes = round(whole / 60)
+    if minutes < 60:
+        return "about 1 minute" if minutes <= 1 else f"about {minutes} minutes"
+    hours = round(whole / 1800) / 2  # to the half hour
+    return "about 1 hour" if hours <= 1 else f"about {hours:g} hours"
 
 
 def body_too_large(max_bytes: int) -> ApiError:

@@ -36,21 +36,50 @@ def _mask_event(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     return {key: _masked(value) for key, value in event.items()}
 
 
-class MaskedAccessLog(AccessLogGenerator):
-    """daphne's access log (stdout) with session ids masked in the request line."""
+class ServerAccessLog(AccessLogGenerator):
+    """daphne's access log, reduced to what our own does not log, as our JSON lines.
 
-    def write_entry(self, host: Any, date: Any, request: Any, *args: Any, **kwargs: Any) -> None:
-        super().write_entry(host, date, mask_session_ids(str(request)), *args, **kwargs)
+    Every request that reaches Django is logged once, by ``RequestContextMiddleware`` (status,
+    path, latency, request id, session): daphne's NCSA line for it would be a second line per
+    request. What Django never sees is logged here, in the same shape: static files (served by
+    the ASGI static handler in front of Django) and WebSockets (one line when a socket opens or
+    is refused, one when it closes). Session ids are masked by the JSON formatter.
+    """
+
+    def __call__(self, protocol: str, action: str, details: dict[str, Any]) -> None:
+        client = str(details.get("client") or "").rpartition(":")[0]
+        if protocol == "http" and action == "complete":
+            if _served_outside_django(str(details.get("path", ""))):
+                _access.info(
+                    "request",
+                    method=details.get("method"),
+                    path=details.get("path"),
+                    status=details.get("status"),
+                    latency_ms=round(float(details.get("time_taken") or 0.0) * 1000, 2),
+                    client_ip=client,
+                )
+        elif protocol == "websocket" and action in ("connected", "rejected", "disconnected"):
+            _access.info("websocket", action=action, path=details.get("path"), client_ip=client)
 
 
-def use_masked_access_log() -> None:
+def _served_outside_django(path: str) -> bool:
+    from django.conf import settings
+
+    static = str(settings.STATIC_URL or "")
+    return bool(static.startswith("/") and path.startswith(static))
+
+
+_access = structlog.get_logger("supportbot.access")
+
+
+def use_server_access_log() -> None:
     """daphne's command line builds its access log from the name it imported (after it loaded
     the application, which calls this); point that name at ours."""
     # Not at the top: settings import this module in every process, and daphne.cli imports
     # daphne.server, which installs Twisted's reactor; only the web server should pay for that.
     import daphne.cli
 
-    daphne.cli.AccessLogGenerator = MaskedAccessLog
+    daphne.cli.AccessLogGenerator = ServerAccessLog
 
 
 _SHARED: list[Processor] = [

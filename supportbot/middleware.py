@@ -12,16 +12,19 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
 
 from supportbot import metrics, ratelimit
 from supportbot.clients import client_ip, client_label
 from supportbot.errors import ApiError, body_too_large, error_body
 from supportbot.ids import CLIENT_REQUEST_ID_RE, new_request_id
+from supportbot.pages import is_html_page_view, is_page_refusal, page_refusal
 from supportbot.storable import may_hold_unstorable, refuse_unstorable, unstorable
 
 log = structlog.get_logger("supportbot.access")
 
-# Django's own pages (admin, static files) keep their HTML; everything else speaks JSON.
+# Django's own pages (admin, static files) keep their HTML; so do the views marked as pages
+# (``supportbot.pages``), whose errors become HTML pages; everything else speaks JSON.
 _HTML_PREFIXES = ("/admin/", "/static/")
 _CODE_BY_STATUS = {
     400: "INVALID_REQUEST_FORMAT",
@@ -160,53 +163,73 @@ class RateLimitMiddleware(_AsyncCapable):
 
 
 class ErrorShapeMiddleware(_AsyncCapable):
-    """Refuse oversized bodies; give every non-JSON error outside the admin API.md's shape."""
+    """Refuse oversized bodies; give every non-JSON error outside the admin API.md's shape, or,
+    for a view marked as a page (``supportbot.pages``), an HTML page: a browser never gets JSON
+    from a page, and an API client never gets HTML."""
 
     def before(self, request: HttpRequest) -> HttpResponse | None:
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            return json_error(
-                request, ApiError("INVALID_REQUEST_FORMAT", "Content-Length is not a number.")
-            )
+            refused = ApiError("INVALID_REQUEST_FORMAT", "Content-Length is not a number.")
+            return _refusal(request, refused)
         if length > settings.MAX_BODY_BYTES:
-            return json_error(request, body_too_large(settings.MAX_BODY_BYTES))
+            return _refusal(request, body_too_large(settings.MAX_BODY_BYTES))
         try:
             _refuse_unstorable_input(request)
         except ApiError as refused:
-            return json_error(request, refused)
+            return _refusal(request, refused)
         except RequestDataTooBig:
-            return json_error(request, body_too_large(settings.MAX_BODY_BYTES))
+            return _refusal(request, body_too_large(settings.MAX_BODY_BYTES))
         return None
 
     def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         if response.status_code < 400 or request.path.startswith(_HTML_PREFIXES):
             return response
-        if _is_json(response):
+        if _is_json(response) or is_page_refusal(response):
             return response
         status = response.status_code
         code = _CODE_BY_STATUS.get(
             status, "INTERNAL_ERROR" if status >= 500 else "INVALID_REQUEST_FORMAT"
         )
         message = _MESSAGE_BY_STATUS.get(status, "The request could not be completed.")
-        converted = json_error(request, ApiError(code, message, status=status))
+        converted = _refusal(request, ApiError(code, message, status=status))
         if "Allow" in response:
             converted["Allow"] = response["Allow"]
         return converted
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, ApiError):
-            return json_error(request, exception)
+            return _refusal(request, exception)
         if isinstance(exception, RequestDataTooBig):
-            return json_error(request, body_too_large(settings.MAX_BODY_BYTES))
+            return _refusal(request, body_too_large(settings.MAX_BODY_BYTES))
         if isinstance(exception, Http404) and not request.path.startswith(_HTML_PREFIXES):
-            return json_error(request, ApiError("NOT_FOUND", _MESSAGE_BY_STATUS[404]))
+            return _refusal(request, ApiError("NOT_FOUND", _MESSAGE_BY_STATUS[404]))
         if request.path.startswith(_HTML_PREFIXES):
             return None
         log.exception("unhandled_exception", path=request.path)
-        return json_error(
+        return _refusal(
             request, ApiError("INTERNAL_ERROR", "Something went wrong on our side.", status=500)
         )
+
+
+def _refusal(request: HttpRequest, error: ApiError) -> HttpResponse:
+    """``error`` as an HTML page for a page view, else in API.md's JSON shape."""
+    if _serves_html_page(request):
+        return page_refusal(request, error)
+    return json_error(request, error)
+
+
+def _serves_html_page(request: HttpRequest) -> bool:
+    """Whether the request is for a view marked as a page. Resolved here when the refusal comes
+    before Django resolved the URL (a bad body or query): only refusals pay for it."""
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return False
+    return is_html_page_view(match.func)
 
 
 def _is_json(response: HttpResponse) -> bool:

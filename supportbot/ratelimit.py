@@ -46,7 +46,7 @@ from redis.exceptions import NoScriptError
 
 from supportbot import metrics
 from supportbot.breaker import CircuitBreaker
-from supportbot.errors import ApiError
+from supportbot.errors import ApiError, wait_in_words
 from supportbot.security import security_event
 
 log = structlog.get_logger("supportbot.ratelimit")
@@ -423,7 +423,7 @@ def _refusal(spec: LimitSpec, identifier: str, retry_after: float, **context: An
     metrics.incr("ratelimit_refusals")
     return ApiError(
         spec.code,
-        f"{message} ({spec.describe()}); try again in {retry} s.",
+        f"{message} ({spec.describe()}); try again in {wait_in_words(retry)}.",
         details={"limit": spec.amount, "scope": spec.scope, "type": spec.type, "name": spec.name},
         retry_after=retry,
     )

@@ -7,6 +7,8 @@ Two differences from daphne's own:
   socket with a closing handshake carrying its code (1009 "message too big") instead of a
   dropped TCP connection, so the client learns why. Frames over 64 KiB and up to 1 MiB are read
   and answered with an ``error`` frame by the consumer.
+- Every status goes out with its standard reason phrase: Twisted's table lacks some that we
+  send (429 Too Many Requests, 422) and would say "Unknown Status".
 - An HTTP request body over ``MAX_REQUEST_BODY_BYTES`` (1 MiB) is refused by the server itself:
   daphne (Twisted) otherwise receives the whole body, then queues all of it for the application
   before the application runs, so no middleware could refuse it sooner or cheaper (a 1 GiB body
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import time
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
@@ -63,6 +66,9 @@ class BodyLimitedRequest(WebRequest):
     _received = 0
     _refused = False
     _linger: Any = None
+
+    def setResponseCode(self, code: int, message: bytes | None = None) -> None:
+        super().setResponseCode(code, message or reason_phrase(code))
 
     def gotLength(self, length: int | None) -> None:
         if length is not None and length > _limit():
@@ -151,7 +157,7 @@ class BodyLimitedRequest(WebRequest):
             (b"X-Content-Type-Options", b"nosniff"),
             (b"Date", http.datetimeToString(time.time())),
         ]
-        head = b"HTTP/1.1 413 " + http.RESPONSES[413] + b"\r\n"
+        head = b"HTTP/1.1 413 " + (reason_phrase(413) or b"") + b"\r\n"
         head += b"".join(name + b": " + value + b"\r\n" for name, value in headers)
         return head + b"\r\n" + body
 
@@ -161,6 +167,15 @@ class BodyLimitedHTTPFactory(HTTPFactory):
         protocol = super().buildProtocol(addr)
         protocol.requestFactory = BodyLimitedRequest
         return protocol
+
+
+def reason_phrase(code: int) -> bytes | None:
+    """The standard reason phrase of ``code`` (RFC 9110 and the IANA registry, as Python's
+    ``http.HTTPStatus`` has them), or None for a code with none (Twisted's then applies)."""
+    try:
+        return HTTPStatus(code).phrase.encode("latin-1")
+    except ValueError:
+        return None
 
 
 def _limit() -> int:

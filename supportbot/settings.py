@@ -18,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 from dotenv import load_dotenv
 
+from supportbot.branding import avatar_origin, brand_from_env
 from supportbot.env import (
     env_archive_storage,
     env_bool,
@@ -25,6 +26,7 @@ from supportbot.env import (
     env_float,
     env_int,
     env_list,
+    env_origins,
     env_prices,
     env_rules,
     env_str,
@@ -221,7 +223,8 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 (VAR_DIR / "celery").mkdir(exist_ok=True)
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
+# The filesystem broker names a host only because kombu warns at every connection that has none.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://localhost/")
 # The longest countdown of any retried task (chat.archive_session's retry_backoff_max; a test
 # holds every task to it). The broker's visibility timeout is set from it below.
 CELERY_LONGEST_COUNTDOWN_SECONDS = 600
@@ -311,12 +314,17 @@ if HTTPS:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
+# The assistant's name, colour, avatar and greeting (supportbot/branding.py).
+_brand = brand_from_env()
+SUPPORTBOT_BRAND_NAME, SUPPORTBOT_BRAND_COLOR = _brand.name, _brand.color
+SUPPORTBOT_BRAND_AVATAR, SUPPORTBOT_BRAND_GREETING = _brand.avatar, _brand.greeting
+
 # No inline scripts anywhere: every script is a file under static/.
 SECURE_CSP = {
     "default-src": [CSP.SELF],
     "script-src": [CSP.SELF],
     "style-src": [CSP.SELF],
-    "img-src": [CSP.SELF, "data:"],
+    "img-src": [CSP.SELF, "data:", *avatar_origin(SUPPORTBOT_BRAND_AVATAR)],
     "connect-src": [CSP.SELF],
     "font-src": [CSP.SELF],
     "object-src": [CSP.NONE],
@@ -326,6 +334,13 @@ SECURE_CSP = {
 }
 
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
+# The chat widget (chat/widget.py): sites that may frame it (none = this origin only), and the
+# secret they sign a customer's userId with (none = identify is refused).
+SUPPORTBOT_WIDGET_ORIGINS = env_origins("SUPPORTBOT_WIDGET_ORIGINS")
+SUPPORTBOT_WIDGET_SECRET = env_str("SUPPORTBOT_WIDGET_SECRET")
+SUPPORTBOT_WIDGET_IDENTITY_MAX_AGE = env_int(
+    "SUPPORTBOT_WIDGET_IDENTITY_MAX_AGE", 86_400, minimum=60
+)
 CORS_URLS_REGEX = r"^/(api/.*|health)$"
 CORS_EXPOSE_HEADERS = [
     "X-Request-ID",

@@ -1,11 +1,14 @@
 // The chat page: history over REST, then a WebSocket with resume, streaming, heartbeat,
 // reconnect with backoff and an offline queue. Message text only ever reaches the DOM through
-// textContent (see markdown.js). The hand-off to a person is handoff.js; the thumbs and the
-// report under an answer are feedback.js.
+// markdown.js (markdown-it, then DOMPurify) or textContent. The hand-off to a person is
+// handoff.js; the thumbs and the report under an answer are feedback.js; the greeting, the
+// suggestions, the brand and the end dialog are welcome.js; scrolling is follow.js.
 
 import { addAnswerActions } from "./feedback.js";
-import { createHandoff } from "./handoff.js";
+import { createFollow } from "./follow.js";
+import { createHandoff, errorMessage } from "./handoff.js";
 import { renderMarkdown } from "./markdown.js";
+import { avatarImage, brand } from "./welcome.js";
 
 const HEARTBEAT_MS = 20000;
 const SILENCE_MS = 45000;
@@ -16,31 +19,21 @@ const $ = (id) => document.getElementById(id);
 const log = $("log");
 const statusLine = $("status");
 const typing = $("typing");
+const typingText = $("typing-text");
 const announcer = $("announcer");
 const form = $("composer");
 const input = $("message");
 const sendButton = $("send");
 const endButton = $("end-conversation");
 
-// The log stays on its newest line when the hand-off panel below it grows or shrinks, if that
-// is where the reader was.
-let logAtBottom = true;
-log.addEventListener(
-  "scroll",
-  () => {
-    logAtBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 32;
-  },
-  { passive: true },
-);
-new ResizeObserver(() => {
-  if (logAtBottom) log.scrollTop = log.scrollHeight;
-}).observe(log);
+// The log follows a streaming answer to its last source link, unless the reader scrolled up.
+const follow = createFollow(log, $("jump"));
 
 const state = {
   sessionId: document.body.dataset.sessionId,
   lastSeq: 0,
   seen: new Set(), // messageIds and seqs already on the page
-  streams: new Map(), // messageId -> {node, text}
+  streams: new Map(), // messageId -> {node, text, frame}
   // requestId -> {article, frame} of every message not yet acknowledged by message_received, in
   // the order typed. Each is (re)sent on every open socket: a frame sent just before a socket
   // died may never have arrived, and the server answers a repeated requestId only once.
@@ -84,7 +77,7 @@ const BUBBLE_CLASSES = { user: "from-user", staff: "from-staff" };
 // Who wrote a message, as its bubble and the screen-reader announcement name them.
 function senderOf({ role, metadata }) {
   if (role === "user") return "You";
-  if (role === "assistant") return "Assistant";
+  if (role === "assistant") return brand.name;
   if (role === "staff") {
     const name = metadata && typeof metadata.agentName === "string" ? metadata.agentName : "";
     return name.trim() || "Support agent";
@@ -105,6 +98,7 @@ function bubble({ role, content, timestamp, messageId, seq, metadata }) {
   const time = document.createElement("time");
   time.dateTime = new Date(timestamp || Date.now()).toISOString();
   time.textContent = formatTime(timestamp);
+  if (role === "assistant") meta.append(avatarImage(20));
   meta.append(who);
   if (role === "staff") {
     const team = document.createElement("span");
@@ -118,7 +112,9 @@ function bubble({ role, content, timestamp, messageId, seq, metadata }) {
   body.append(renderMarkdown(content || ""));
   article.append(meta, body);
   place(article);
-  log.scrollTop = log.scrollHeight;
+  // What the reader wrote always comes into view; anything else only if they are following.
+  if (role === "user") follow.stick();
+  else follow.keep();
   return article;
 }
 
@@ -137,9 +133,9 @@ function place(node) {
   if (node.parentNode !== log || node.nextSibling) log.append(node);
 }
 
-function setBody(article, content) {
+function setBody(article, content, options = {}) {
   const body = article.querySelector(".body");
-  body.replaceChildren(renderMarkdown(content));
+  body.replaceChildren(renderMarkdown(content, options));
 }
 
 // A finished tool call as a short chip (text only: set with textContent, never as HTML).
@@ -156,6 +152,14 @@ function chipLabel(call) {
       return failed ? "Ticket not found" : `Checked ticket ${ticket}`.trim();
     default:
       return String(call.tool || call.name || "tool");
+  }
+}
+
+function absolute(url) {
+  try {
+    return new URL(String(url)).href;
+  } catch {
+    return String(url);
   }
 }
 
@@ -177,7 +181,11 @@ function addExtras(article, { toolCalls, citations }) {
     }
     article.append(chips);
   }
-  const links = (citations || []).filter((c) => c && /^https?:\/\//i.test(String(c.url || "")));
+  // A source the answer already links in its text is not listed again under it.
+  const linked = new Set([...article.querySelectorAll(".body a[href]")].map((a) => a.href));
+  const links = (citations || []).filter(
+    (c) => c && /^https?:\/\//i.test(String(c.url || "")) && !linked.has(absolute(c.url)),
+  );
   if (links.length) {
     const list = document.createElement("ul");
     list.className = "citations";
@@ -216,7 +224,7 @@ function systemLine({ content, messageId, seq }) {
   if (seq) line.dataset.seq = String(seq);
   line.textContent = String(content || "");
   place(line);
-  log.scrollTop = log.scrollHeight;
+  follow.keep();
 }
 
 // A note in a user bubble's header ("Sent to Alice"): the message went to a person.
@@ -230,6 +238,21 @@ function markForwarded(article, agentName) {
     article.querySelector(".meta").append(note);
   }
   note.textContent = text;
+}
+
+// The offline assistant says once per conversation that no language model is answering; after
+// that a small badge on each of its answers is enough.
+function markOffline(article, metadata) {
+  if (!metadata || metadata.aiModel !== "offline-assistant") return;
+  const meta = article.querySelector(".meta");
+  if (!meta || meta.querySelector(".model-badge")) return;
+  const badge = document.createElement("span");
+  badge.className = "model-badge";
+  badge.textContent = "Help centre";
+  badge.title = "Answered straight from the help centre, without a language model";
+  const time = meta.querySelector("time");
+  if (time) time.before(badge);
+  else meta.append(badge);
 }
 
 function showStored(message, { quiet = false } = {}) {
@@ -248,6 +271,7 @@ function showStored(message, { quiet = false } = {}) {
   }
   let article;
   if (streaming) {
+    cancelAnimationFrame(streaming.frame);
     article = streaming.node;
     article.classList.remove("streaming");
     if (seq) article.dataset.seq = String(seq);
@@ -256,6 +280,7 @@ function showStored(message, { quiet = false } = {}) {
   } else {
     article = bubble(message);
   }
+  if (message.role === "assistant") markOffline(article, message.metadata);
   if (message.status && message.status !== "complete") article.dataset.status = message.status;
   if (message.role === "user" && message.status === "forwarded") markForwarded(article, "");
   addExtras(article, {
@@ -263,6 +288,8 @@ function showStored(message, { quiet = false } = {}) {
     citations: message.metadata && message.metadata.citations,
   });
   if (message.role === "assistant" && messageId) addAnswerActions(article, messageId, pageContext);
+  // Down to the last source link and the thumbs under the answer.
+  follow.keep();
   remember(messageId, seq);
   if ((message.role === "assistant" || message.role === "staff") && !quiet) {
     announce(message.content, senderOf(message));
@@ -411,30 +438,20 @@ function handle(frame) {
     }
     case "ai_typing":
       // While a tool runs the server says what it is doing ("searching the knowledge base…").
-      typing.textContent = typeof data.status === "string" && data.status
+      typingText.textContent = typeof data.status === "string" && data.status
         ? data.status.charAt(0).toUpperCase() + data.status.slice(1)
-        : "The assistant is typing…";
+        : `${brand.name} is typing…`;
       typing.hidden = false;
       break;
     case "typing":
-      typing.textContent = "The assistant is typing…";
+      typingText.textContent = `${brand.name} is typing…`;
       typing.hidden = !data.isTyping;
       break;
-    case "ai_token": {
+    case "ai_token":
       typing.hidden = true;
       if (!data.messageId || seenBefore(data.messageId)) break;
-      let stream = state.streams.get(data.messageId);
-      if (!stream) {
-        const node = bubble({ role: "assistant", content: "", messageId: data.messageId });
-        node.classList.add("streaming");
-        stream = { node, text: "" };
-        state.streams.set(data.messageId, stream);
-      }
-      stream.text += String(data.delta || "");
-      setBody(stream.node, stream.text);
-      log.scrollTop = log.scrollHeight;
+      streamDelta(data.messageId, String(data.delta || ""));
       break;
-    }
     case "ai_response": {
       typing.hidden = true;
       if (data.metadata && data.metadata.heldByHuman && !data.content) {
@@ -473,13 +490,33 @@ function handle(frame) {
   }
 }
 
+// A streaming answer grows with every token, but is drawn at most once a frame: the whole text
+// so far is rendered again (a table, a list or an open code fence changes shape as it grows).
+function streamDelta(messageId, delta) {
+  let stream = state.streams.get(messageId);
+  if (!stream) {
+    const node = bubble({ role: "assistant", content: "", messageId });
+    node.classList.add("streaming");
+    stream = { node, text: "", frame: 0 };
+    state.streams.set(messageId, stream);
+  }
+  stream.text += delta;
+  if (stream.frame) return;
+  stream.frame = requestAnimationFrame(() => {
+    stream.frame = 0;
+    if (state.streams.get(messageId) !== stream) return; // finished or dropped meanwhile
+    setBody(stream.node, stream.text, { streaming: true });
+    follow.keep();
+  });
+}
+
 function showNotice(text, level) {
   const note = document.createElement("p");
   note.className = "notice " + (level === "error" || level === "warning" ? level : "info");
   note.setAttribute("role", "alert");
   note.textContent = text;
   log.append(note);
-  log.scrollTop = log.scrollHeight;
+  follow.keep();
 }
 
 const SESSION_GONE = new Set(["INVALID_SESSION", "SESSION_NOT_FOUND"]);
@@ -580,20 +617,56 @@ function csrfToken() {
   return meta ? meta.content : "";
 }
 
+/** A wait as a person reads it ("about 14 minutes"), as the server words it. */
+function waitInWords(seconds) {
+  const whole = Math.max(1, Math.ceil(seconds));
+  if (whole < 60) return whole === 1 ? "1 second" : `${whole} seconds`;
+  const mins = Math.round(whole / 60);
+  if (mins < 60) return mins <= 1 ? "about 1 minute" : `about ${mins} minutes`;
+  const hours = Math.round(whole / 1800) / 2; // to the half hour
+  return hours <= 1 ? "about 1 hour" : `about ${hours} hours`;
+}
+
+// Why "New conversation" was refused, with the real wait: the server's message says it in
+// words ("try again in about 14 minutes"); Retry-After when the body is not the API's.
+async function newConversationRefusal(response) {
+  const failed = "Could not start a new conversation.";
+  if (!response) return `${failed} The server did not answer; check your connection and try again.`;
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  const message = errorMessage(body, "");
+  if (message) return `${failed} ${message}`;
+  const wait = Number(response.headers.get("Retry-After"));
+  if (wait > 0) return `${failed} Try again in ${waitInWords(wait)}.`;
+  return `${failed} The server answered ${response.status}; try again later.`;
+}
+
 $("new-conversation").addEventListener("click", async () => {
   // A same-origin view, not POST /api/session: it also moves the HttpOnly cookie to the new
   // session, so a reload shows the new conversation rather than the old one.
+  // In the widget's frame (another site's iframe: no cookie, no CSRF token) the widget's own
+  // endpoint takes the session to end from the body instead (static/widget/frame.js).
+  const url = document.body.dataset.newConversationUrl || "/conversation/new";
   let response;
   try {
-    response = await fetch("/conversation/new", {
+    response = await fetch(url, {
       method: "POST",
-      headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
+      headers: {
+        Accept: "application/json",
+        "Content-Type": "application/json",
+        "X-CSRFToken": csrfToken(),
+      },
+      body: JSON.stringify({ sessionId: state.sessionId }),
     });
   } catch {
     response = null;
   }
   if (!response || !response.ok) {
-    showNotice("Could not start a new conversation. Try again in a moment.", "error");
+    showNotice(await newConversationRefusal(response), "error");
     return;
   }
   const body = await response.json();
@@ -601,7 +674,8 @@ $("new-conversation").addEventListener("click", async () => {
   input.focus();
 });
 
-endButton.addEventListener("click", async () => {
+// "End conversation" opens a confirmation (welcome.js); its "End conversation" button ends it.
+$("end-confirm").addEventListener("click", async () => {
   if (state.ended) return;
   const ending = state.sessionId;
   let response;

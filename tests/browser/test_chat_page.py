@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, expect
 
+from supportbot.branding import DEFAULT_NAME
 from tests.browser.conftest import WAIT_MS, open_chat, send
 from tests.fakes.live_server import LiveServer
 from tests.fakes.openai_server import Custom, FakeOpenAIServer, Reply
@@ -80,7 +81,7 @@ def test_a_sent_message_gets_an_answer_that_streams_in(page: Page, fake_model) -
     assistant = page.locator("article.message.from-assistant")
     expect(assistant.locator(".body")).to_have_text(final)
     expect(assistant).not_to_have_class(re.compile(r"\bstreaming\b"))
-    expect(assistant.locator(".role")).to_have_text("Assistant")
+    expect(assistant.locator(".role")).to_have_text(DEFAULT_NAME)
     expect(assistant.locator("time")).to_have_text(TIME)
     expect(user).to_have_attribute("data-seq", "1")
     expect(user).not_to_have_class(re.compile(r"\bpending\b"))
@@ -158,7 +159,8 @@ HOSTILE_ANSWER = (
 def assert_nothing_ran(page: Page, dialogs: list[str]) -> None:
     assert page.evaluate("typeof window.__xss") == "undefined"
     assert dialogs == []
-    expect(page.locator("#log img")).to_have_count(0)
+    # The assistant's avatar is the only image: nothing a message says becomes one.
+    expect(page.locator("#log .body img, #log img:not(.avatar)")).to_have_count(0)
     expect(page.locator("#log script")).to_have_count(0)
     hrefs = page.locator("#log a").evaluate_all("links => links.map(a => a.href)")
     assert hrefs == ["https://example.com/help"]
@@ -232,6 +234,13 @@ def test_the_page_works_from_the_keyboard_alone(page: Page, fake_model) -> None:
 
     tab_to(page, "end-conversation", key="Shift+Tab")
     page.keyboard.press("Space")
+    # Behind a confirmation whose safe answer has the focus.
+    expect(page.locator("#end-dialog")).to_be_visible()
+    assert focused_id(page) == "end-cancel"
+    page.keyboard.press("Tab")
+    assert focused_id(page) == "end-confirm"
+    page.keyboard.press("Enter")
+    expect(page.locator("#end-dialog")).to_be_hidden()
     expect(page.locator("#status")).to_have_text("Conversation ended")
     expect(textbox).to_be_disabled()
     ended = page.request.get(f"/api/session/{old_session}").json()
@@ -269,7 +278,8 @@ def test_after_end_conversation_a_reload_starts_a_fresh_one(page: Page, fake_mod
     send(page, "One question before I go")
     expect(page.locator("article.from-assistant")).to_have_count(1)
 
-    page.get_by_role("button", name="End conversation").click()
+    page.locator("#end-conversation").click()
+    page.locator("#end-confirm").click()
     expect(page.locator("#status")).to_have_text("Conversation ended")
     expect(page.locator("#message")).to_be_disabled()
     expect(page.locator("#send")).to_be_disabled()
@@ -345,6 +355,7 @@ def test_a_late_end_answer_does_not_end_the_next_conversation(page: Page, fake_m
     old_session = open_chat(page)
     page.route(re.compile(r".*/api/session/sess_[^/?]+$"), hold_deletes)
     page.locator("#end-conversation").click()
+    page.locator("#end-confirm").click()
     page.wait_for_function("() => true")
     assert len(held) == 1
     # The session really ends (another client's DELETE), so the socket reports it first.

@@ -244,6 +244,10 @@ OPERATIONS: dict[str, tuple[GenerationMode, ...]] = {
     "POST /api/staff/sessions/{session_id}/pickup": POSITIVE,
     "POST /api/staff/sessions/{session_id}/notes": POSITIVE,
     "POST /api/staff/drafts/{draft_id}/discard": POSITIVE,
+    # The embeddable widget: session ids and signed identities in the body, no cookie.
+    "POST /api/widget/session": BOTH,
+    "POST /api/widget/session/new": BOTH,
+    "POST /api/widget/identify": BOTH,
 }
 
 
