@@ -11,8 +11,9 @@ from django.views.decorators.http import require_POST
 from chat.models import ChatSession
 from chat.sessions import session_create, session_end, session_get
 from chat.suggestions import suggested_questions
+from supportbot import ratelimit
 from supportbot.branding import page_brand
-from supportbot.clients import client_ip
+from supportbot.clients import client_ip, client_label
 from supportbot.errors import ApiError
 from supportbot.pages import html_page, page_refusal
 
@@ -62,8 +63,12 @@ def new_conversation(request: HttpRequest) -> JsonResponse:
     The session it replaces (the cookie's) is ended first, as "End conversation" ends it: a
     person pressing the button holds one live session, never a pile that fills the per-IP
     limit of sessions at once. A fetch of the page's script, so its refusals stay JSON."""
+    ip = client_ip(request)
+    # Refused before the old session is ended: a press refused for the hourly number of new
+    # sessions leaves the conversation as it was, still usable.
+    ratelimit.require_budget(("ip_session_creations", client_label(ip)), client_ip=ip)
     end_replaced_session(request.COOKIES.get(SESSION_COOKIE))
-    session = session_create(client_ip=client_ip(request))
+    session = session_create(client_ip=ip)
     response = JsonResponse({"sessionId": session.pk}, status=201)
     _set_session_cookie(response, session.pk)
     return response

@@ -217,7 +217,16 @@ function remember(messageId, seq) {
 }
 
 // A stored system message (e.g. a person joined): a centred line of the log, not a bubble.
+// The server's "This conversation has ended." and the page's own ended notice say one thing:
+// whichever comes second is not shown.
+const ENDED = "This conversation has ended";
+
+function endedLine() {
+  return [...log.querySelectorAll(".notice")].find((n) => n.textContent.startsWith(ENDED));
+}
+
 function systemLine({ content, messageId, seq }) {
+  if (String(content || "").startsWith(ENDED) && endedLine()) return;
   const line = document.createElement("p");
   line.className = "notice from-system";
   if (messageId) line.dataset.messageId = messageId;
@@ -559,7 +568,7 @@ function endedState(notice) {
   sendButton.disabled = true;
   endButton.disabled = true;
   handoff.ended();
-  showNotice(notice, "info");
+  if (!(notice.startsWith(ENDED) && endedLine())) showNotice(notice, "info");
 }
 
 function submitMessage(text) {

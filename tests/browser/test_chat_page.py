@@ -245,6 +245,9 @@ def test_the_page_works_from_the_keyboard_alone(page: Page, fake_model) -> None:
     expect(textbox).to_be_disabled()
     ended = page.request.get(f"/api/session/{old_session}").json()
     assert ended["status"] == "ended"
+    # The server's line and the page's own notice say it once between them.
+    page.wait_for_timeout(500)
+    expect(page.locator("#log .notice", has_text="This conversation has ended")).to_have_count(1)
 
     tab_to(page, "new-conversation", key="Shift+Tab")
     page.keyboard.press("Enter")

@@ -204,3 +204,6 @@ def test_new_conversation_refused_says_the_wait_in_words_and_keeps_json(settings
     assert refused["Retry-After"] == str(error["retryAfter"])
     assert "try again in " + wait_in_words(error["retryAfter"]) in error["message"]
     assert "moment" not in error["message"]
+    # Refused before anything changed: the conversation the cookie names is still live.
+    kept = client.cookies[SESSION_COOKIE].value
+    assert ChatSession.objects.get(pk=kept).status != ChatSession.Status.ENDED
