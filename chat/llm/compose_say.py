@@ -134,6 +134,18 @@ def confidence(choice: Choice, question: str) -> str:
     return "no"
 
 
+# The customer asks the assistant to do something to the account ("can you turn off my 2FA?",
+# "send the refund to my new card"): the help centre can say how it works, but only a person
+# can do it, so a ticket and a person are offered beside the answer.
+ACTION_REQUEST = re.compile(
+    r"\b(can|could|would|will)\s+(you|u|someone|somebody|support)\s+(please\s+|just\s+)?"
+    r"(turn\s+off|disable|remove|reset|unlock|refund|send|change|delete|close|cancel|"
+    r"transfer|move|restore|recover|give|grant|extend|waive|switch|update|fix|reverse|"
+    r"reactivate|merge|rename)\b",
+    re.IGNORECASE,
+)
+
+
 def needs_support(text: str) -> bool:
     """Whether the answer sends the customer to support (then a ticket or person is offered)."""
     return bool(_SUPPORT_NEEDED.search(text))
@@ -231,6 +243,6 @@ def answer_blocks(
         pass
     elif sureness == "likely":
         blocks.append(UNSURE_OFFER)
-    elif needs_support("\n".join(blocks)):
+    elif needs_support("\n".join(blocks)) or ACTION_REQUEST.search(question):
         blocks.append(SUPPORT_OFFER)
     return blocks, [source]

@@ -346,3 +346,20 @@ async def test_an_answer_that_sends_to_support_offers_a_ticket_or_a_person(
     answer = text_of(deltas)
     assert "contact support with both invoice numbers" in answer
     assert "I can open a ticket for you" in answer and "Talk to a person" in answer
+
+
+@pytest.mark.parametrize(
+    ("question", "offered"),
+    [
+        ("I lost my phone. Can you just turn off two-step verification for me?", True),
+        ("Could you send my refund to my new card instead?", True),
+        ("How do I turn off two-step verification?", False),
+    ],
+)
+async def test_asking_the_assistant_to_act_on_the_account_offers_a_person(
+    starter_kb: None, question: str, offered: bool
+) -> None:
+    deltas, finish = await ask(question)
+    answer = text_of(deltas)
+    assert finish.citations  # the help centre still says how it works
+    assert ("I can open a ticket for you" in answer) is offered
