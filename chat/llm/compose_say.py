@@ -28,7 +28,7 @@ from chat.llm.compose import (
     stems_of,
     unit_score,
 )
-from chat.llm.vocabulary import ENGLISH_WORDS, FOREIGN_WORDS
+from chat.llm.vocabulary import ENGLISH_WORDS, FACETS, FOREIGN_WORDS
 from tools.kb.query import TOKEN_RE
 from tools.models import Article as StoredArticle
 
@@ -70,7 +70,35 @@ def lead(unit: Unit, question: Question) -> str:
             if nested
             else ""
         )
-    return _sentence(unit.text)
+    return _sentence(_clause_asked(unit.text, question))
+
+
+def _clause_asked(text: str, question: Question) -> str:
+    """Of a sentence listing a value per plan (or platform …) after a colon ("…history: Free 30
+    days, Plus 90 days, Team 180 days"), the part before the colon and the asked one's item."""
+    head, colon, listed = text.partition(": ")
+    items = [item.strip() for item in re.split(r",\s*(?:and\s+|or\s+)?", listed.rstrip(". "))]
+    if not colon or len(items) < 3:
+        return text
+    for kind, asked in question.facets.items():
+        names = FACETS[kind]
+        named = [
+            (
+                item,
+                {
+                    v
+                    for v, words in names.items()
+                    if set(TOKEN_RE.findall(item.lower())) & set(words)
+                },
+            )
+            for item in items
+        ]
+        if not all(values for _, values in named):
+            continue  # not a list of values of this kind
+        chosen = [item for item, values in named if values == {asked}]
+        if len(chosen) == 1:
+            return f"{head}: {chosen[0]}"
+    return text
 
 
 def _fits(unit: Unit, question: Question) -> bool:

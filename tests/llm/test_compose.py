@@ -165,3 +165,19 @@ def test_an_error_code_the_article_names_is_enough(
     asked = compose.read_question("weird NB-12 thing on my gaming rig after the holidays")
     choice = compose.choose([article], asked, Weights([article.content]))
     assert choice is not None and compose_say.confidence(choice, "NB-12 on my rig") == "sure"
+
+
+def test_of_a_sentence_listing_every_plan_only_the_asked_plan_is_said() -> None:
+    text = (
+        "Items stay there as long as your plan keeps version history: Free 30 days, Plus 90 "
+        "days, Team 180 days, Business 1 year, Enterprise as configured."
+    )
+    unit = compose.Unit("sentence", text, "Trash", 0, compose.stems_of(text))
+    asked = compose.read_question("how long is the trash kept?", ["I'm on the Plus plan"])
+    assert compose_say.lead(unit, asked) == (
+        "Items stay there as long as your plan keeps version history: Plus 90 days."
+    )
+    # No plan asked, or a list that is not one of plans: the sentence as it is.
+    assert compose_say.lead(unit, compose.read_question("how long is the trash kept?")) == text
+    other = compose.Unit("sentence", "Rules: a, b, c.", "", 0, frozenset())
+    assert compose_say.lead(other, asked) == "Rules: a, b, c."
