@@ -43,7 +43,10 @@ MAX_USER_CHARS = 4000
 # Tools that are a ticket or a person (called, they are more than an offer).
 TICKET_TOOLS = frozenset({"create_ticket"})
 PERSON_TOOLS = frozenset({"request_human"})
-_TICKET_OFFER = re.compile(r"\b(ticket|support request|case)\b", re.IGNORECASE)
+_TICKET_OFFER = re.compile(
+    r"\b(ticket|support request)\b|\b(open|file|raise|log)\s+(a\s+)?(support\s+)?case\b",
+    re.IGNORECASE,
+)
 _PERSON_OFFER = re.compile(
     r"\b(person|human|agent|colleague|someone (from|on) (our|the)|support team|team member|"
     r"talk to|speak (to|with))\b",

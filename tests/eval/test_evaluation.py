@@ -168,6 +168,8 @@ def test_an_offer_is_a_tool_call_or_words_that_offer_it() -> None:
     assert offered(Answer("ok", tools=({"tool": "request_human"},)), "person")
     assert offered(Answer("ok", tools=({"tool": "create_ticket"},)), "either")
     assert not offered(Answer("Here is the article."), "either")
+    assert not offered(Answer("Here it is for each case: …"), "either")
+    assert offered(Answer("I can open a case for you."), "ticket")
     assert not offered(Answer("I can open a ticket for you."), "person")
 
 
