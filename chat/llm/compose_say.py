@@ -73,6 +73,27 @@ def lead(unit: Unit, question: Question) -> str:
     return _sentence(_clause_asked(unit.text, question))
 
 
+ROW_MARGIN = 1.0  # how much better than the next row the chosen one must fit to stand alone
+
+
+def whole_table(choice: Choice, question: Question, weight: Weights) -> str:
+    """When the question does not say which row of a table (or item of a list) applies ("Can I
+    get a refund?", and the refund depends on the plan and the period), the whole table or
+    list, not a guess at one row."""
+    unit = choice.unit
+    if unit.kind not in ("row", "item"):
+        return ""
+    parts = [u for u in choice.units if u.kind == unit.kind and u.block == unit.block]
+    scores = sorted((unit_score(u, question, weight) for u in parts), reverse=True)
+    if len(scores) < 2 or scores[0] - scores[1] > ROW_MARGIN:
+        return ""
+    if unit.kind == "item":
+        return "Here it is for each case:\n\n" + "\n".join(u.text for u in parts)
+    header = "| " + " | ".join(unit.header) + " |"
+    rule = "|" + "---|" * len(unit.header)
+    return "Here it is for each case:\n\n" + "\n".join([header, rule, *(u.text for u in parts)])
+
+
 def _clause_asked(text: str, question: Question) -> str:
     """Of a sentence listing a value per plan (or platform …) after a colon ("…history: Free 30
     days, Plus 90 days, Team 180 days"), the part before the colon and the asked one's item."""
@@ -261,10 +282,14 @@ def answer_blocks(
     sureness = confidence(choice, question) if choice and choice.score > 0 else "no"
     if choice is None or sureness == "no":
         return ([] if needs_tools else [NOTHING_FOUND]), []
-    first = lead(choice.unit, asked)
+    first = whole_table(choice, asked, weights) or lead(choice.unit, asked)
     more = context(choice, asked, weights)
     sentences = [m for m in more if "\n" not in m]
-    blocks = [" ".join([first, *sentences]), *(m for m in more if "\n" in m)]
+    if "\n" in first:  # a table, list or procedure: what follows is a paragraph of its own
+        blocks = [first, " ".join(sentences)] if sentences else [first]
+    else:
+        blocks = [" ".join([first, *sentences])]
+    blocks += [m for m in more if "\n" in m]
     source = choice.article
     blocks.append(f"Source: [{source.title}]({source.url})")
     if needs_tools:

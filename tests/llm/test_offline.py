@@ -363,3 +363,21 @@ async def test_asking_the_assistant_to_act_on_the_account_offers_a_person(
     answer = text_of(deltas)
     assert finish.citations  # the help centre still says how it works
     assert ("I can open a ticket for you" in answer) is offered
+
+
+async def test_without_the_detail_a_table_depends_on_the_whole_table_is_given(
+    starter_kb: None,
+) -> None:
+    deltas, finish = await ask("Can I get a refund?")
+    answer = text_of(deltas)
+    first = answer.split("\n\n")
+    assert first[0] == "Here it is for each case:"
+    table = first[1].splitlines()
+    assert table[0] == "| Situation | Refund |" and table[1] == "|---|---|"
+    assert any("Full refund" in row for row in table) and any(
+        "Monthly plan" in row for row in table
+    )
+    assert [c["id"] for c in finish.citations] == ["kb_009"]
+    # With the detail, only its row.
+    deltas, _ = await ask("I'm on a monthly plan, can I get a refund?")
+    assert text_of(deltas).startswith("**Monthly plan** — Refund: No refund for the current month")
