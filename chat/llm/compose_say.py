@@ -292,10 +292,15 @@ def answer_blocks(
     blocks += [m for m in more if "\n" in m]
     source = choice.article
     blocks.append(f"Source: [{source.title}]({source.url})")
-    if needs_tools:
-        pass
-    elif sureness == "likely":
-        blocks.append(UNSURE_OFFER)
-    elif needs_support("\n".join(blocks)) or ACTION_REQUEST.search(question):
-        blocks.append(SUPPORT_OFFER)
-    return blocks, [source]
+    offer = "" if needs_tools else _offer(blocks, question, sureness)
+    return [*blocks, offer] if offer else blocks, [source]
+
+
+def _offer(blocks: list[str], question: str, sureness: str) -> str:
+    """A ticket and a person, offered after an unsure answer, one that sends the customer to
+    support, or one to a request that the assistant act on the account ("" for none)."""
+    if sureness == "likely":
+        return UNSURE_OFFER
+    if needs_support("\n".join(blocks)) or ACTION_REQUEST.search(question):
+        return SUPPORT_OFFER
+    return ""
